@@ -1,0 +1,51 @@
+"""Pure functions: complex Möbius maps, attention and position encodings."""
+
+from mobius_jax.ops.attention import (
+  IMPLEMENTATIONS,
+  SCORE_MODES,
+  attention_weights,
+  dot_product_attention,
+  mobius_attention_reference,
+  mobius_dot_product_attention,
+  padding_mask,
+)
+from mobius_jax.ops.mobius import (
+  MOBIUS_TYPES,
+  classify,
+  compose,
+  determinant,
+  fixed_points,
+  inverse,
+  mobius_transform,
+  mobius_transform_pair,
+  normalize,
+)
+from mobius_jax.ops.positions import (
+  apply_complex_rope,
+  apply_rope,
+  rotary_frequencies,
+  sinusoidal_position_encoding,
+)
+
+__all__ = [
+  "IMPLEMENTATIONS",
+  "MOBIUS_TYPES",
+  "SCORE_MODES",
+  "apply_complex_rope",
+  "apply_rope",
+  "attention_weights",
+  "classify",
+  "compose",
+  "determinant",
+  "dot_product_attention",
+  "fixed_points",
+  "inverse",
+  "mobius_attention_reference",
+  "mobius_dot_product_attention",
+  "mobius_transform",
+  "mobius_transform_pair",
+  "normalize",
+  "padding_mask",
+  "rotary_frequencies",
+  "sinusoidal_position_encoding",
+]

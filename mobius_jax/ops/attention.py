@@ -1,0 +1,227 @@
+"""Multi-head attention, vanilla and Möbius (complex), as pure functions.
+
+Dimension letters used in shapes:
+  B batch, T query length, S key/value length, N heads, H head dim (real), C complex dims per
+  head (a complex head of C dims has the real width 2C).
+
+Masks are boolean, True where a query may attend to a key, and broadcast to `[B, N, T, S]`
+(`padding_mask` builds one from a `[B, S]` validity array); biases are added to the logits
+and broadcast likewise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+Pair = tuple[Array, Array]
+Implementation = Literal["xla", "cudnn", "einsum"] | None
+ScoreMode = Literal["hermitian", "bilinear", "magnitude"]
+SCORE_MODES = ("hermitian", "bilinear", "magnitude")
+IMPLEMENTATIONS = (None, "xla", "cudnn", "einsum")
+
+
+def padding_mask(valid: Array) -> Array:
+  """Turns a `[B, S]` array (non-zero at real tokens) into a `[B, 1, 1, S]` attention mask."""
+  return (valid != 0)[:, None, None, :]
+
+
+def dot_product_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  *,
+  bias: Array | None = None,
+  mask: Array | None = None,
+  scale: float | None = None,
+  dropout_rate: float = 0.0,
+  dropout_rng: Array | None = None,
+  precision: jax.lax.PrecisionLike = None,
+  implementation: Implementation = None,
+) -> Array:
+  """softmax(q kᵀ · scale + bias) v over `[B, T, N, H]` arrays, heads kept separate.
+
+  The fused `jax.nn.dot_product_attention` runs whenever it can: no dropout and no explicit
+  `precision` (the fused kernels follow `jax.default_matmul_precision`). Otherwise a plain
+  einsum path runs; it materialises the `[B, N, T, S]` weights.
+
+  Args:
+    query: `[B, T, N, H]`.
+    key: `[B, S, N, H]`.
+    value: `[B, S, N, H]`.
+    bias: optional logits bias, broadcastable to `[B, N, T, S]` (4-D).
+    mask: optional boolean mask, broadcastable to `[B, N, T, S]` (4-D); True = attend.
+    scale: logits scale; default 1 / √H.
+    dropout_rate: dropout on the attention weights; when > 0, `dropout_rng` is required.
+    dropout_rng: PRNG key for the dropout.
+    precision: matmul precision of the einsum path; setting it selects that path.
+    implementation: None (fused when possible, else einsum), `"xla"` or `"cudnn"` (forwarded
+      to `jax.nn.dot_product_attention`), or `"einsum"`.
+
+  Returns:
+    `[B, T, N, H]`, in the dtype of `query`.
+  """
+  scale = query.shape[-1] ** -0.5 if scale is None else scale
+  if _use_fused(implementation, dropout_rate, precision):
+    return jax.nn.dot_product_attention(
+      query, key, value, bias=bias, mask=mask, scale=scale, implementation=implementation
+    )
+  logits = jnp.einsum(
+    "btnh,bsnh->bnts", query, key, precision=precision, preferred_element_type=jnp.float32
+  )
+  weights = attention_weights(logits * scale, bias, mask, dropout_rate, dropout_rng)
+  return jnp.einsum("bnts,bsnh->btnh", weights.astype(value.dtype), value, precision=precision)
+
+
+def mobius_dot_product_attention(
+  query: Pair,
+  key: Pair,
+  value: Pair,
+  *,
+  score: ScoreMode = "hermitian",
+  bias: Array | None = None,
+  mask: Array | None = None,
+  scale: float | None = None,
+  dropout_rate: float = 0.0,
+  dropout_rng: Array | None = None,
+  precision: jax.lax.PrecisionLike = None,
+  implementation: Implementation = None,
+) -> Pair:
+  """Attention on complex queries, keys and values given as `(real, imag)` pairs.
+
+  Scores, for complex q, k of C dims (scaled by `scale`, default 1 / √(2C)):
+    * `hermitian`: Re(q · conj(k)) = [Re q, Im q] · [Re k, Im k];
+    * `bilinear`:  Re(q · k)       = [Re q, −Im q] · [Re k, Im k];
+    * `magnitude`: |q · conj(k)|.
+  The real softmax weights then average the complex values. `hermitian` and `bilinear` are
+  real dot products of width 2C, so they run as ONE real attention over the concatenated
+  parts, through `dot_product_attention` and its fused kernels. `magnitude` is not a dot
+  product and always takes an einsum path. `mobius_attention_reference` computes the same
+  with complex64 einsums.
+
+  Args:
+    query: pair of `[B, T, N, C]` arrays.
+    key: pair of `[B, S, N, C]` arrays.
+    value: pair of `[B, S, N, C]` arrays.
+    score: one of `SCORE_MODES`.
+    bias, mask, dropout_rate, dropout_rng, precision, implementation: as in
+      `dot_product_attention`.
+    scale: logits scale; default 1 / √(2C).
+
+  Returns:
+    Pair of `[B, T, N, C]` arrays: the complex output.
+  """
+  _check_choice("score", score, SCORE_MODES)
+  num_dims = query[0].shape[-1]
+  scale = (2 * num_dims) ** -0.5 if scale is None else scale
+  if score == "magnitude":
+    logits = _magnitude_scores(query, key, precision) * scale
+    weights = attention_weights(logits, bias, mask, dropout_rate, dropout_rng)
+    return tuple(
+      jnp.einsum("bnts,bsnc->btnc", weights.astype(v.dtype), v, precision=precision) for v in value
+    )
+  q_imag = -query[1] if score == "bilinear" else query[1]
+  out = dot_product_attention(
+    jnp.concatenate([query[0], q_imag], axis=-1),
+    jnp.concatenate(key, axis=-1),
+    jnp.concatenate(value, axis=-1),
+    bias=bias,
+    mask=mask,
+    scale=scale,
+    dropout_rate=dropout_rate,
+    dropout_rng=dropout_rng,
+    precision=precision,
+    implementation=implementation,
+  )
+  return out[..., :num_dims], out[..., num_dims:]
+
+
+def mobius_attention_reference(
+  query: Array,
+  key: Array,
+  value: Array,
+  *,
+  score: ScoreMode = "hermitian",
+  bias: Array | None = None,
+  mask: Array | None = None,
+  scale: float | None = None,
+  precision: jax.lax.PrecisionLike = None,
+) -> Array:
+  """The definition of `mobius_dot_product_attention`, on complex arrays (no dropout).
+
+  Args:
+    query: complex `[B, T, N, C]`.
+    key: complex `[B, S, N, C]`.
+    value: complex `[B, S, N, C]`.
+    score, bias, mask, scale, precision: as in `mobius_dot_product_attention`.
+
+  Returns:
+    complex `[B, T, N, C]`.
+  """
+  _check_choice("score", score, SCORE_MODES)
+  scale = (2 * query.shape[-1]) ** -0.5 if scale is None else scale
+  if score == "bilinear":
+    scores = jnp.real(jnp.einsum("btnc,bsnc->bnts", query, key, precision=precision))
+  else:
+    scores = jnp.einsum("btnc,bsnc->bnts", query, jnp.conj(key), precision=precision)
+    scores = jnp.abs(scores) if score == "magnitude" else jnp.real(scores)
+  weights = attention_weights(scores * scale, bias, mask)
+  return jnp.einsum("bnts,bsnc->btnc", weights.astype(value.dtype), value, precision=precision)
+
+
+def attention_weights(
+  logits: Array,
+  bias: Array | None = None,
+  mask: Array | None = None,
+  dropout_rate: float = 0.0,
+  dropout_rng: Array | None = None,
+) -> Array:
+  """Softmax over keys of scaled `[B, N, T, S]` logits, in float32, with bias, mask, dropout."""
+  logits = logits.astype(jnp.float32)
+  if bias is not None:
+    logits = logits + bias
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(logits, axis=-1)
+  if dropout_rate > 0.0:
+    if dropout_rng is None:
+      raise ValueError("dropout_rate > 0 needs a dropout_rng; pass one, or dropout_rate=0.")
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+  return weights
+
+
+def _magnitude_scores(query: Pair, key: Pair, precision) -> Array:
+  """|q · conj(k)| as a float32 `[B, N, T, S]` array, from real pairs via real einsums."""
+  (q_re, q_im), (k_re, k_im) = query, key
+
+  def dot(x, y):
+    return jnp.einsum(
+      "btnc,bsnc->bnts", x, y, precision=precision, preferred_element_type=jnp.float32
+    )
+
+  squared = (dot(q_re, k_re) + dot(q_im, k_im)) ** 2 + (dot(q_im, k_re) - dot(q_re, k_im)) ** 2
+  # A zero score gets the gradient 0 (the subgradient), not sqrt's infinite one.
+  positive = squared > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def _use_fused(implementation, dropout_rate, precision) -> bool:
+  _check_choice("implementation", implementation, IMPLEMENTATIONS)
+  if implementation == "einsum":
+    return False
+  needs_einsum = dropout_rate > 0.0 or precision is not None
+  if implementation is not None and needs_einsum:
+    raise ValueError(
+      f"implementation={implementation!r} (jax.nn.dot_product_attention) supports neither "
+      "attention dropout nor an explicit precision; use implementation=None or 'einsum'."
+    )
+  return not needs_einsum
+
+
+def _check_choice(name: str, value, allowed: tuple) -> None:
+  if value not in allowed:
+    raise ValueError(f"Unknown {name}={value!r}; expected one of {allowed}.")

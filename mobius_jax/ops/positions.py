@@ -1,0 +1,84 @@
+"""Position encodings: rotary embeddings (real RoFormer form and complex form), sinusoids.
+
+Dimension letters: B batch, L length, N heads, H head dim (real, even), C complex dims per head.
+Positions are integer arrays `[L]` or `[B, L]`; None means 0 … L − 1.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+
+Pair = tuple[Array, Array]
+
+
+def rotary_frequencies(num_freqs: int, *, base: float = 10_000.0) -> Array:
+  """θ_j = base^(−j / num_freqs), j = 0 … num_freqs − 1: RoFormer's θ_j = base^(−2j / H)."""
+  return base ** (-jnp.arange(num_freqs, dtype=jnp.float32) / num_freqs)
+
+
+def sinusoidal_position_encoding(length: int, dim: int, *, base: float = 10_000.0) -> Array:
+  """The fixed `[length, dim]` encoding of RoFormer: [sin(m θ_j) | cos(m θ_j)], j < dim / 2."""
+  _check_even("dim", dim)
+  angles = _angles(None, length, dim // 2, base)  # [L, dim / 2]
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def apply_rope(x: Array, positions: Array | None = None, *, base: float = 10_000.0) -> Array:
+  """Rotates each pair (x_{2j}, x_{2j+1}) of `x` by the angle m · θ_j (RoFormer's layout).
+
+  With q and k rotated this way, q_m · k_n depends on the positions only through m − n.
+
+  Args:
+    x: `[B, L, N, H]` queries or keys, H even.
+    positions: `[L]` or `[B, L]` integer positions m; default 0 … L − 1.
+    base: frequency base.
+
+  Returns:
+    `[B, L, N, H]`, in the dtype of `x`.
+  """
+  *_, length, _, head_dim = x.shape
+  _check_even("head dim of x", head_dim)
+  angles = _angles(positions, length, head_dim // 2, base)[..., None, :]  # [(B,) L, 1, H/2]
+  pairs = x.reshape(*x.shape[:-1], head_dim // 2, 2).astype(jnp.float32)
+  even, odd = _rotate((pairs[..., 0], pairs[..., 1]), angles)
+  return jnp.stack([even, odd], axis=-1).reshape(x.shape).astype(x.dtype)
+
+
+def apply_complex_rope(x: Pair, positions: Array | None = None, *, base: float = 10_000.0) -> Pair:
+  """Multiplies complex dimension j at position m by e^{i m θ_j}: an elliptic Möbius map.
+
+  For complex q and k rotated this way, Re(q_m · conj(k_n)) depends only on m − n. With
+  θ_j = base^(−j / C), a complex head of C dims uses RoFormer's frequencies for width 2C.
+
+  Args:
+    x: pair `(re, im)` of `[B, L, N, C]` arrays.
+    positions: `[L]` or `[B, L]` integer positions m; default 0 … L − 1.
+    base: frequency base.
+
+  Returns:
+    Pair of `[B, L, N, C]` arrays, in the dtype of `x`.
+  """
+  re, im = x
+  *_, length, _, num_dims = re.shape
+  angles = _angles(positions, length, num_dims, base)[..., None, :]  # [(B,) L, 1, C]
+  out = _rotate((re.astype(jnp.float32), im.astype(jnp.float32)), angles)
+  return out[0].astype(re.dtype), out[1].astype(im.dtype)
+
+
+def _angles(positions: Array | None, length: int, num_freqs: int, base: float) -> Array:
+  """m · θ_j as float32 `[(B,) L, num_freqs]`."""
+  if positions is None:
+    positions = jnp.arange(length)
+  return positions[..., None].astype(jnp.float32) * rotary_frequencies(num_freqs, base=base)
+
+
+def _rotate(x: Pair, angles: Array) -> Pair:
+  """(re + i·im) · e^{i·angles}."""
+  cos, sin = jnp.cos(angles), jnp.sin(angles)
+  return x[0] * cos - x[1] * sin, x[0] * sin + x[1] * cos
+
+
+def _check_even(name: str, value: int) -> None:
+  if value % 2:
+    raise ValueError(f"{name} must be even (it is split into pairs); got {value}.")

@@ -1,0 +1,13 @@
+"""The README's Python example runs as written."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_python_examples_run():
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+  assert blocks, "README.md has no ```python example"
+  for block in blocks:
+    exec(compile(block, str(README), "exec"), {})
