@@ -69,10 +69,8 @@ def dot_product_attention(
     return jax.nn.dot_product_attention(
       query, key, value, bias=bias, mask=mask, scale=scale, implementation=implementation
     )
-  logits = jnp.einsum(
-    "btnh,bsnh->bnts", query, key, precision=precision, preferred_element_type=jnp.float32
-  )
-  weights = attention_weights(logits * scale, bias, mask, dropout_rate, dropout_rng)
+  logits = attention_logits(query, key, scale=scale, precision=precision)
+  weights = attention_weights(logits, bias, mask, dropout_rate, dropout_rng)
   return jnp.einsum("bnts,bsnh->btnh", weights.astype(value.dtype), value, precision=precision)
 
 
@@ -118,7 +116,7 @@ def mobius_dot_product_attention(
   num_dims = query[0].shape[-1]
   scale = (2 * num_dims) ** -0.5 if scale is None else scale
   if score == "magnitude":
-    logits = _magnitude_scores(query, key, precision) * scale
+    logits = mobius_attention_logits(query, key, score=score, scale=scale, precision=precision)
     weights = attention_weights(logits, bias, mask, dropout_rate, dropout_rng)
     return tuple(
       jnp.einsum("bnts,bsnc->btnc", weights.astype(v.dtype), v, precision=precision) for v in value
@@ -194,19 +192,56 @@ def attention_weights(
   return weights
 
 
-def _magnitude_scores(query: Pair, key: Pair, precision) -> Array:
-  """|q · conj(k)| as a float32 `[B, N, T, S]` array, from real pairs via real einsums."""
+def attention_logits(
+  query: Array, key: Array, *, scale: float | None = None, precision: jax.lax.PrecisionLike = None
+) -> Array:
+  """Scaled dot products q · k of `[B, T, N, H]` queries and `[B, S, N, H]` keys.
+
+  Returns:
+    float32 `[B, N, T, S]`; `scale` defaults to 1 / √H.
+  """
+  scale = query.shape[-1] ** -0.5 if scale is None else scale
+  logits = jnp.einsum(
+    "btnh,bsnh->bnts", query, key, precision=precision, preferred_element_type=jnp.float32
+  )
+  return logits * scale
+
+
+def mobius_attention_logits(
+  query: Pair,
+  key: Pair,
+  *,
+  score: ScoreMode = "hermitian",
+  scale: float | None = None,
+  precision: jax.lax.PrecisionLike = None,
+) -> Array:
+  """The scaled scores of `mobius_dot_product_attention`, before the softmax.
+
+  Args:
+    query: pair of `[B, T, N, C]` arrays.
+    key: pair of `[B, S, N, C]` arrays.
+    score: one of `SCORE_MODES`.
+    scale: default 1 / √(2C).
+    precision: matmul precision.
+
+  Returns:
+    float32 `[B, N, T, S]`.
+  """
+  _check_choice("score", score, SCORE_MODES)
   (q_re, q_im), (k_re, k_im) = query, key
+  scale = (2 * q_re.shape[-1]) ** -0.5 if scale is None else scale
 
   def dot(x, y):
-    return jnp.einsum(
-      "btnc,bsnc->bnts", x, y, precision=precision, preferred_element_type=jnp.float32
-    )
+    return attention_logits(x, y, scale=1.0, precision=precision)
 
+  if score == "hermitian":
+    return (dot(q_re, k_re) + dot(q_im, k_im)) * scale
+  if score == "bilinear":
+    return (dot(q_re, k_re) - dot(q_im, k_im)) * scale
   squared = (dot(q_re, k_re) + dot(q_im, k_im)) ** 2 + (dot(q_im, k_re) - dot(q_re, k_im)) ** 2
-  # A zero score gets the gradient 0 (the subgradient), not sqrt's infinite one.
+  # |q · conj(k)|; a zero score gets the gradient 0 (a subgradient), not sqrt's infinite one.
   positive = squared > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0) * scale
 
 
 def _use_fused(implementation, dropout_rate, precision) -> bool:

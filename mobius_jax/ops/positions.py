@@ -17,10 +17,23 @@ def rotary_frequencies(num_freqs: int, *, base: float = 10_000.0) -> Array:
   return base ** (-jnp.arange(num_freqs, dtype=jnp.float32) / num_freqs)
 
 
-def sinusoidal_position_encoding(length: int, dim: int, *, base: float = 10_000.0) -> Array:
-  """The fixed `[length, dim]` encoding of RoFormer: [sin(m θ_j) | cos(m θ_j)], j < dim / 2."""
+def sinusoidal_position_encoding(
+  positions: Array | int, dim: int, *, base: float = 10_000.0
+) -> Array:
+  """RoFormer's fixed encoding [sin(m θ_j) | cos(m θ_j)], j < dim / 2, θ_j = base^(−2j / dim).
+
+  Args:
+    positions: integer positions m of any shape `P`, or a length L for 0 … L − 1.
+    dim: encoding width, even.
+    base: frequency base.
+
+  Returns:
+    float32 `[*P, dim]` (or `[L, dim]`).
+  """
   _check_even("dim", dim)
-  angles = _angles(None, length, dim // 2, base)  # [L, dim / 2]
+  if isinstance(positions, int):
+    positions = jnp.arange(positions)
+  angles = _angles(positions, dim // 2, base)  # [*P, dim / 2]
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
@@ -39,7 +52,8 @@ def apply_rope(x: Array, positions: Array | None = None, *, base: float = 10_000
   """
   *_, length, _, head_dim = x.shape
   _check_even("head dim of x", head_dim)
-  angles = _angles(positions, length, head_dim // 2, base)[..., None, :]  # [(B,) L, 1, H/2]
+  angles = _angles(_default(positions, length), head_dim // 2, base)
+  angles = angles[..., None, :]  # [(B,) L, 1, H/2]
   pairs = x.reshape(*x.shape[:-1], head_dim // 2, 2).astype(jnp.float32)
   even, odd = _rotate((pairs[..., 0], pairs[..., 1]), angles)
   return jnp.stack([even, odd], axis=-1).reshape(x.shape).astype(x.dtype)
@@ -61,15 +75,17 @@ def apply_complex_rope(x: Pair, positions: Array | None = None, *, base: float =
   """
   re, im = x
   *_, length, _, num_dims = re.shape
-  angles = _angles(positions, length, num_dims, base)[..., None, :]  # [(B,) L, 1, C]
+  angles = _angles(_default(positions, length), num_dims, base)[..., None, :]  # [(B,) L, 1, C]
   out = _rotate((re.astype(jnp.float32), im.astype(jnp.float32)), angles)
   return out[0].astype(re.dtype), out[1].astype(im.dtype)
 
 
-def _angles(positions: Array | None, length: int, num_freqs: int, base: float) -> Array:
-  """m · θ_j as float32 `[(B,) L, num_freqs]`."""
-  if positions is None:
-    positions = jnp.arange(length)
+def _default(positions: Array | None, length: int) -> Array:
+  return jnp.arange(length) if positions is None else positions
+
+
+def _angles(positions: Array, num_freqs: int, base: float) -> Array:
+  """m · θ_j as float32 `[*positions.shape, num_freqs]`."""
   return positions[..., None].astype(jnp.float32) * rotary_frequencies(num_freqs, base=base)
 
 
