@@ -1,0 +1,108 @@
+"""Encoder layers: BERT's post-LayerNorm layer and its complex (Möbius) counterpart.
+
+Dimension letters: B batch, L length, H hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
+from mobius_jax.layers.config import LayerConfig
+from mobius_jax.layers.dense import dense, partitioned
+from mobius_jax.sharding import ACT_MLP, EMBED, MLP, STREAM_AXES
+
+Pair = tuple[jnp.ndarray, jnp.ndarray]
+
+ACTIVATION_FNS = {
+  "gelu": lambda x: nn.gelu(x, approximate=False),
+  "gelu_new": lambda x: nn.gelu(x, approximate=True),
+  "relu": nn.relu,
+}
+
+
+def layer_norm(config: LayerConfig, name: str | None = None, axis: str = EMBED) -> nn.LayerNorm:
+  """LayerNorm with BERT's epsilon and the two-pass variance (HF parity)."""
+  return nn.LayerNorm(
+    epsilon=config.layer_norm_eps,
+    dtype=config.compute_dtype,
+    param_dtype=config.weight_dtype,
+    use_fast_variance=False,
+    scale_init=partitioned(nn.initializers.ones_init(), (axis,)),
+    bias_init=partitioned(nn.initializers.zeros_init(), (axis,)),
+    name=name,
+  )
+
+
+class FeedForward(nn.Module):
+  """dense(H → I), activation, dense(I → H): submodules `intermediate` and `output`."""
+
+  config: LayerConfig
+
+  @nn.compact
+  def __call__(self, x):
+    """x: `[B, L, H]` → `[B, L, H]`."""
+    cfg = self.config
+    kwargs = dict(
+      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
+    )
+    h = dense(cfg.intermediate_size, (EMBED, MLP), name="intermediate", **kwargs)(x)
+    h = nn.with_logical_constraint(ACTIVATION_FNS[cfg.hidden_act](h), (*STREAM_AXES[:2], ACT_MLP))
+    return dense(x.shape[-1], (MLP, EMBED), name="output", **kwargs)(h)
+
+
+class EncoderLayer(nn.Module):
+  """BERT's layer: x ← LN(x + attention(x)), x ← LN(x + feed_forward(x)), with dropout.
+
+  Submodules: `attention` (`SelfAttention`), `attention_norm`, `mlp` (`FeedForward`),
+  `mlp_norm`.
+  """
+
+  config: LayerConfig
+  attention_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, x, *, mask=None, positions=None, deterministic: bool = True):
+    """x: `[B, L, H]` → `[B, L, H]`; mask and positions as in `SelfAttention`."""
+    cfg = self.config
+    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    a = SelfAttention(cfg, self.attention_fn, name="attention")(
+      x, mask=mask, positions=positions, deterministic=deterministic
+    )
+    x = layer_norm(cfg, "attention_norm")(x + dropout(a))
+    x = layer_norm(cfg, "mlp_norm")(x + dropout(FeedForward(cfg, name="mlp")(x)))
+    return nn.with_logical_constraint(x, STREAM_AXES)
+
+
+class ComplexEncoderLayer(nn.Module):
+  """The Möbius layer: Möbius attention, then BERT's residual blocks on each channel.
+
+  The real and imaginary channels keep separate residual streams, LayerNorms and
+  feed-forward blocks (the paper's doubled LayerNorm and feed-forward):
+    (a_re, a_im) = MobiusSelfAttention(x_re, x_im)
+    x_c ← LN_c(x_c + a_c), then x_c ← LN_c(x_c + FF_c(x_c)), for c in (real, imag).
+  Submodules: `attention`, and `attention_norm_{real,imag}`, `mlp_{real,imag}`,
+  `mlp_norm_{real,imag}`.
+  """
+
+  config: LayerConfig
+  attention_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, x: Pair, *, mask=None, positions=None, deterministic: bool = True) -> Pair:
+    """x: pair of `[B, L, H]` → pair of `[B, L, H]`; mask and positions as in `SelfAttention`."""
+    cfg = self.config
+    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    attended = MobiusSelfAttention(cfg, self.attention_fn, name="attention")(
+      x, mask=mask, positions=positions, deterministic=deterministic
+    )
+    out = []
+    for part, channel, a in zip(("real", "imag"), x, attended, strict=True):
+      channel = layer_norm(cfg, f"attention_norm_{part}")(channel + dropout(a))
+      f = FeedForward(cfg, name=f"mlp_{part}")(channel)
+      channel = layer_norm(cfg, f"mlp_norm_{part}")(channel + dropout(f))
+      out.append(nn.with_logical_constraint(channel, STREAM_AXES))
+    return tuple(out)

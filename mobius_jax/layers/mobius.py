@@ -1,0 +1,82 @@
+"""`MobiusMap`: a learned Möbius map per channel, applied element-wise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mobius_jax.layers.dense import partitioned
+from mobius_jax.ops import mobius_transform_pair
+from mobius_jax.sharding import COEFFS, HEADS, PARTS
+
+Pair = tuple[jnp.ndarray, jnp.ndarray]
+
+
+def identity_init(noise: float):
+  """a = d = 1, b = c = 0 (the identity map), plus normal(noise) on every real number."""
+
+  def init(key, shape, dtype=jnp.float32):
+    identity = jnp.zeros(shape, dtype).at[0, 0].set(1).at[3, 0].set(1)
+    return identity + noise * jax.random.normal(key, shape, dtype)
+
+  return init
+
+
+def unitary_init(key, shape, dtype=jnp.float32):
+  """Uniformly random rotations of the Riemann sphere: [[a, b], [−b̄, ā]], |a|² + |b|² = 1.
+
+  These are the unitary (SU(2)) Möbius maps, all elliptic; a unit quaternion drawn uniformly
+  gives (Re a, Im a, Re b, Im b).
+  """
+  quaternion = jax.random.normal(key, (4, *shape[2:]), jnp.float32)
+  a_re, a_im, b_re, b_im = quaternion / jnp.linalg.norm(quaternion, axis=0)
+  coefficients = jnp.stack(
+    [
+      jnp.stack([a_re, a_im]),
+      jnp.stack([b_re, b_im]),
+      jnp.stack([-b_re, b_im]),  # −conj(b)
+      jnp.stack([a_re, -a_im]),  # conj(a)
+    ]
+  )
+  return coefficients.astype(dtype)
+
+
+class MobiusMap(nn.Module):
+  """z_j → (a_j z_j + b_j) / (c_j z_j + d_j) for each channel j, with learned coefficients.
+
+  Parameter `coefficients` `[4, 2, dims]`: (a, b, c, d) × (real, imag) × channel, real
+  numbers so that optimisers, checkpoints and bfloat16 handle them like any weight. The map
+  is evaluated in its pole-safe form (see `mobius_jax.mobius_transform`).
+
+  Attributes:
+    initialization: "identity" (identity map plus `init_noise`) or "unitary" (random
+      rotations).
+    init_noise: std of the noise of the identity initialisation.
+    eps: ε of the pole-safe form.
+  """
+
+  initialization: str = "identity"
+  init_noise: float = 0.01
+  eps: float = 1e-4
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: Pair) -> Pair:
+    """z: pair of `[..., dims]` arrays → pair of `[..., dims]` arrays."""
+    if self.initialization not in ("identity", "unitary"):
+      raise ValueError(f"initialization={self.initialization!r}: use 'identity' or 'unitary'.")
+    unitary = self.initialization == "unitary"
+    init = unitary_init if unitary else identity_init(self.init_noise)
+    coefficients = self.param(
+      "coefficients",
+      partitioned(init, (COEFFS, PARTS, HEADS)),
+      (4, 2, z[0].shape[-1]),
+      self.param_dtype,
+    ).astype(self.dtype)
+    a, b, c, d = ((coefficients[i, 0], coefficients[i, 1]) for i in range(4))
+    z = tuple(part.astype(self.dtype) for part in z)
+    return mobius_transform_pair(z, a, b, c, d, eps=self.eps)
