@@ -1,0 +1,111 @@
+"""`ModelConfig`: one validated dataclass for BERT, RoFormer and their Möbius versions.
+
+Presets are decoded from one string, `"<model>-<size>"`:
+  model: bert, roformer, mobius_bert, mobius_roformer
+  size:  tiny, mini, small, medium, base, large
+e.g. `ModelConfig.preset("mobius_bert-base")` is the paper's MöbiusBERT: 11 layers, framed
+(Möbius layers first and last), half the heads of each Möbius layer Möbius heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mobius_jax.layers.config import LayerConfig, _check_in, _check_positive
+
+FAMILIES = ("bert", "roformer")
+LAYOUTS = ("none", "framed", "top", "bottom", "stacked", "alternating", "all")
+MODELS = ("bert", "roformer", "mobius_bert", "mobius_roformer")
+# (num_layers, hidden_size, num_heads, intermediate_size): BERT's sizes and the small BERTs
+# of Turc et al. (2019).
+SIZES = {
+  "tiny": (2, 128, 2, 512),
+  "mini": (4, 256, 4, 1024),
+  "small": (4, 512, 8, 2048),
+  "medium": (8, 512, 8, 2048),
+  "base": (12, 768, 12, 3072),
+  "large": (24, 1024, 16, 4096),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig(LayerConfig):
+  """A whole encoder: the `LayerConfig` fields plus embeddings, depth and Möbius layout.
+
+  Layouts (V vanilla layer, M Möbius layer, for n layers):
+    none V…V · framed M V…V M · top V…V M · bottom M V…V · stacked M M V…V ·
+    alternating M V M V… · all M…M · or an explicit string such as "MVVVVVVVVVM".
+  """
+
+  family: str = "bert"  # "bert" (learned absolute positions) or "roformer" (rotary)
+  vocab_size: int = 30_522
+  num_layers: int = 12
+  embedding_size: int | None = None  # RoFormer's embedding width; None = hidden_size
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  layout: str = "none"
+  # None: on for RoFormer, off for BERT (True on BERT gives a BERT with rotary positions).
+  rotary: bool | None = None
+
+  def __post_init__(self):
+    if self.rotary is None:
+      object.__setattr__(self, "rotary", self.family == "roformer")
+    super().__post_init__()
+    _check_in(self, "family", FAMILIES)
+    _check_positive(self, "vocab_size", "num_layers", "max_position_embeddings", "type_vocab_size")
+    if self.family == "bert" and self.embedding_size not in (None, self.hidden_size):
+      raise ValueError(
+        f"ModelConfig.embedding_size={self.embedding_size} is for family='roformer'; BERT's "
+        f"embeddings have the hidden size ({self.hidden_size}): leave it None."
+      )
+    self.layer_kinds  # noqa: B018  (validates the layout)
+
+  @property
+  def embedding_width(self) -> int:
+    return self.embedding_size or self.hidden_size
+
+  @property
+  def layer_kinds(self) -> str:
+    """One letter per layer: "V" vanilla, "M" Möbius."""
+    n, layout = self.num_layers, self.layout
+    named = {
+      "none": "V" * n,
+      "all": "M" * n,
+      "framed": ("M" + "V" * (n - 2) + "M")[-n:] if n > 1 else "M",
+      "top": "V" * (n - 1) + "M",
+      "bottom": "M" + "V" * (n - 1),
+      "stacked": ("MM" + "V" * (n - 2))[:n],
+      "alternating": ("MV" * n)[:n],
+    }
+    if layout in named:
+      return named[layout]
+    kinds = layout.upper()
+    if len(kinds) != n or set(kinds) - {"M", "V"}:
+      raise ValueError(
+        f"ModelConfig.layout={layout!r} is neither one of {LAYOUTS} nor a string of "
+        f"{n} letters M (Möbius) or V (vanilla), one per layer (num_layers={n})."
+      )
+    return kinds
+
+  @classmethod
+  def preset(cls, name: str, **overrides) -> ModelConfig:
+    """`ModelConfig.preset("mobius_bert-base", dtype="bfloat16")`: see the module docstring."""
+    model, _, size = name.partition("-")
+    if model not in MODELS or size not in SIZES:
+      raise ValueError(
+        f"Unknown preset {name!r}: expected '<model>-<size>' with model in {MODELS} and size "
+        f"in {tuple(SIZES)}, e.g. 'mobius_bert-base'."
+      )
+    num_layers, hidden, heads, intermediate = SIZES[size]
+    fields = dict(
+      family=model.removeprefix("mobius_"),
+      num_layers=num_layers,
+      hidden_size=hidden,
+      num_heads=heads,
+      intermediate_size=intermediate,
+    )
+    if model.startswith("mobius_"):
+      fields["layout"] = "framed"
+      if size == "base":
+        fields["num_layers"] = 11  # The paper's MöbiusBERT: one layer fewer than BERT-base.
+    return cls(**{**fields, **overrides})

@@ -1,0 +1,299 @@
+"""Encoders and task models: BERT, RoFormer, MöbiusBERT and MöbiusRoFormer.
+
+Dimension letters: B batch, L length, H hidden size, E embedding width, V vocabulary.
+
+Parameter trees (names close to Hugging Face's, see `mobius_jax.models.hf`):
+  Transformer        {embeddings, encoder: {layer_0, …}, pooler?}
+  MaskedLM           {backbone: Transformer, mlm_head: {transform, transform_norm, bias}}
+  SequenceClassifier {backbone: Transformer, classifier: …}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mobius_jax.layers import ComplexEncoderLayer, EncoderLayer, dense, layer_norm
+from mobius_jax.layers.dense import partitioned
+from mobius_jax.layers.encoder_layer import ACTIVATION_FNS
+from mobius_jax.models.config import ModelConfig
+from mobius_jax.ops import padding_mask, sinusoidal_position_encoding
+from mobius_jax.sharding import CLASSES, EMBED, MLP, POSITIONS, STREAM_AXES, TOKEN_TYPES, VOCAB
+
+
+class EncoderOutput(NamedTuple):
+  sequence: jnp.ndarray  # [B, L, H]
+  pooled: jnp.ndarray | None  # [B, H]: BERT's pooler (tanh dense of the first token), or None
+
+
+class Embeddings(nn.Module):
+  """Word + (BERT: learned position) + token type embeddings, LayerNorm, dropout.
+
+  Where E ≠ H (RoFormer), a dense `projection` maps the result to the hidden size.
+  """
+
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+
+    def table(rows, axis):
+      return nn.Embed(
+        rows,
+        cfg.embedding_width,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        embedding_init=partitioned(nn.initializers.normal(cfg.initializer_range), (axis, EMBED)),
+      )
+
+    self.word_embeddings = table(cfg.vocab_size, VOCAB)
+    if cfg.family == "bert":
+      self.position_embeddings = table(cfg.max_position_embeddings, POSITIONS)
+    self.token_type_embeddings = table(cfg.type_vocab_size, TOKEN_TYPES)
+    self.norm = layer_norm(cfg)
+    self.dropout = nn.Dropout(cfg.hidden_dropout)
+    if cfg.embedding_width != cfg.hidden_size:
+      # The embedding width is named `mlp` here only to differ from the output's `embed`.
+      self.projection = dense(
+        cfg.hidden_size,
+        (MLP, EMBED),
+        init_std=cfg.initializer_range,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+      )
+
+  def __call__(self, input_ids, token_type_ids, positions, deterministic: bool = True):
+    """input_ids, token_type_ids: int `[B, L]`; positions: int `[B, L]` or `[L]`.
+
+    Returns:
+      (`[B, L, H]` embeddings, the `[(B,) L, E]` learned position embeddings or None).
+    """
+    x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+    position_embeddings = None
+    if self.config.family == "bert":
+      position_embeddings = self.position_embeddings(positions)
+      x = x + position_embeddings
+    x = self.dropout(self.norm(x), deterministic=deterministic)
+    if self.config.embedding_width != self.config.hidden_size:
+      x = self.projection(x)
+    return nn.with_logical_constraint(x, STREAM_AXES), position_embeddings
+
+  def attend(self, x):
+    """Logits over the vocabulary from `[..., E]` features, with the tied word table."""
+    return self.word_embeddings.attend(x)
+
+
+class Encoder(nn.Module):
+  """The stack of layers `config.layer_kinds`, with the transitions between the kinds.
+
+  Entering a Möbius layer from a real stream: the stream is the real channel; the imaginary
+  channel is `imag_input` (position information) for the first layer, and the first layer's
+  input (the embeddings) for later ones. Consecutive Möbius layers pass both channels on.
+  Leaving (to a vanilla layer, or at the end): real + imaginary.
+  """
+
+  config: ModelConfig
+  attention_fn: Callable | None = None
+  mobius_attention_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, x, *, imag_input, mask, positions, deterministic: bool = True):
+    """x, imag_input: `[B, L, H]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, H]`."""
+    kwargs = dict(mask=mask, positions=positions, deterministic=deterministic)
+    first_input, stream = x, x
+    for i, kind in enumerate(self.config.layer_kinds):
+      name = f"layer_{i}"
+      if kind == "M":
+        if not isinstance(stream, tuple):
+          stream = (stream, imag_input if i == 0 else first_input)
+        stream = ComplexEncoderLayer(self.config, self.mobius_attention_fn, name=name)(
+          stream, **kwargs
+        )
+      else:
+        if isinstance(stream, tuple):
+          stream = stream[0] + stream[1]
+        stream = EncoderLayer(self.config, self.attention_fn, name=name)(stream, **kwargs)
+    return stream[0] + stream[1] if isinstance(stream, tuple) else stream
+
+
+class Transformer(nn.Module):
+  """The encoder model (Hugging Face's `BertModel` / `RoFormerModel`).
+
+  Attributes:
+    config: the model's `ModelConfig`.
+    with_pooler: BERT's pooler (ignored for RoFormer, which has none).
+    attention_fn: replaces the vanilla layers' attention function (default
+      `mobius_jax.dot_product_attention`).
+    mobius_attention_fn: replaces the Möbius layers' attention function (default
+      `mobius_jax.mobius_dot_product_attention`).
+  """
+
+  config: ModelConfig
+  with_pooler: bool = True
+  attention_fn: Callable | None = None
+  mobius_attention_fn: Callable | None = None
+
+  def setup(self):
+    cfg = self.config
+    self.embeddings = Embeddings(cfg)
+    self.encoder = Encoder(cfg, self.attention_fn, self.mobius_attention_fn)
+    if self.has_pooler:
+      self.pooler = dense(
+        cfg.hidden_size,
+        (EMBED, MLP),
+        init_std=cfg.initializer_range,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+      )
+
+  @property
+  def has_pooler(self) -> bool:
+    return self.with_pooler and self.config.family == "bert"
+
+  def __call__(
+    self,
+    input_ids,
+    *,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+  ) -> EncoderOutput:
+    """Encodes a batch.
+
+    Args:
+      input_ids: int `[B, L]`.
+      attention_mask: `[B, L]`, non-zero at real tokens, zero at padding; default all real.
+      token_type_ids: int `[B, L]`; default zeros.
+      position_ids: int `[B, L]` or `[L]`; default 0 … L − 1.
+      deterministic: no dropout when True; otherwise needs a "dropout" PRNG stream.
+
+    Returns:
+      `EncoderOutput(sequence [B, L, H], pooled [B, H] or None)`.
+    """
+    cfg = self.config
+    length = input_ids.shape[-1]
+    positions = jnp.arange(length) if position_ids is None else position_ids
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    mask = None if attention_mask is None else padding_mask(attention_mask)
+    x, position_embeddings = self.embeddings(input_ids, token_type_ids, positions, deterministic)
+    imag_input = None
+    if "M" in cfg.layer_kinds:
+      if position_embeddings is None:  # RoFormer: the fixed sinusoids, at the hidden width
+        position_embeddings = sinusoidal_position_encoding(positions, cfg.hidden_size)
+      imag_input = jnp.broadcast_to(position_embeddings, x.shape).astype(x.dtype)
+    x = self.encoder(
+      x, imag_input=imag_input, mask=mask, positions=positions, deterministic=deterministic
+    )
+    pooled = jnp.tanh(self.pooler(x[:, 0])) if self.has_pooler else None
+    return EncoderOutput(x, pooled)
+
+
+class MaskedLM(nn.Module):
+  """Transformer + masked-LM head, the decoder tied to the word embeddings (HF's *ForMaskedLM).
+
+  Head: dense(H → E), activation, LayerNorm, then logits = features · word_tableᵀ + bias.
+  """
+
+  config: ModelConfig
+  attention_fn: Callable | None = None
+  mobius_attention_fn: Callable | None = None
+
+  def setup(self):
+    cfg = self.config
+    self.backbone = Transformer(cfg, False, self.attention_fn, self.mobius_attention_fn)
+    self.mlm_head = MaskedLMHead(cfg)
+
+  def __call__(self, input_ids, *, masked_positions=None, deterministic: bool = True, **inputs):
+    """Logits over the vocabulary.
+
+    Args:
+      input_ids: int `[B, L]`.
+      masked_positions: optional int `[B, P]`: compute logits only at these positions (the
+        output layer over V words is most of an MLM step's cost; MosaicBERT does the same).
+      deterministic: as in `Transformer`.
+      **inputs: `attention_mask`, `token_type_ids`, `position_ids`, as in `Transformer`.
+
+    Returns:
+      float `[B, L, V]`, or `[B, P, V]` with `masked_positions`.
+    """
+    x = self.backbone(input_ids, deterministic=deterministic, **inputs).sequence
+    if masked_positions is not None:
+      x = jnp.take_along_axis(x, masked_positions[..., None], axis=1)
+    return self.mlm_head(x, self.backbone.embeddings.attend)
+
+
+class MaskedLMHead(nn.Module):
+  """dense(H → E) `transform`, activation, LayerNorm `transform_norm`, tied decoder + `bias`."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, attend: Callable):
+    """x: `[..., H]`; attend: the word table's `attend` → `[..., V]` logits."""
+    cfg = self.config
+    x = dense(
+      cfg.embedding_width,
+      (EMBED, MLP),
+      init_std=cfg.initializer_range,
+      dtype=cfg.compute_dtype,
+      param_dtype=cfg.weight_dtype,
+      name="transform",
+    )(x)
+    x = layer_norm(cfg, "transform_norm", axis=MLP)(ACTIVATION_FNS[cfg.hidden_act](x))
+    zeros = partitioned(nn.initializers.zeros_init(), (VOCAB,))
+    bias = self.param("bias", zeros, (cfg.vocab_size,), cfg.weight_dtype)
+    return attend(x) + bias.astype(x.dtype)
+
+
+class SequenceClassifier(nn.Module):
+  """Transformer + a classification or regression head (HF's *ForSequenceClassification).
+
+  BERT: dropout and a dense `classifier` on the pooled output. RoFormer: on the first token,
+  dropout, dense `dense`, activation, dropout, dense `out_proj`. `num_labels=1` is regression.
+  """
+
+  config: ModelConfig
+  num_labels: int
+  attention_fn: Callable | None = None
+  mobius_attention_fn: Callable | None = None
+
+  @nn.compact
+  def __call__(self, input_ids, *, deterministic: bool = True, **inputs):
+    """input_ids: int `[B, L]`; other inputs as in `Transformer` → logits `[B, num_labels]`."""
+    cfg = self.config
+    backbone = Transformer(cfg, True, self.attention_fn, self.mobius_attention_fn, name="backbone")
+    out = backbone(input_ids, deterministic=deterministic, **inputs)
+    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    kwargs = dict(
+      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
+    )
+    if cfg.family == "bert":
+      return dense(self.num_labels, (EMBED, CLASSES), name="classifier", **kwargs)(
+        dropout(out.pooled)
+      )
+    head = ClassificationHead(cfg, self.num_labels, name="classifier")
+    return head(out.sequence[:, 0], deterministic=deterministic)
+
+
+class ClassificationHead(nn.Module):
+  """RoFormer's head: dropout, dense `dense`, activation, dropout, dense `out_proj`."""
+
+  config: ModelConfig
+  num_labels: int
+
+  @nn.compact
+  def __call__(self, x, *, deterministic: bool = True):
+    """x: `[B, H]` first-token features → `[B, num_labels]`."""
+    cfg = self.config
+    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    kwargs = dict(
+      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
+    )
+    x = dense(cfg.hidden_size, (EMBED, MLP), name="dense", **kwargs)(dropout(x))
+    x = dropout(ACTIVATION_FNS[cfg.hidden_act](x))
+    return dense(self.num_labels, (MLP, CLASSES), name="out_proj", **kwargs)(x)

@@ -1,0 +1,268 @@
+"""Encoders and task models: layouts, invariances, gradients, dtypes, sharding, configs."""
+
+import dataclasses
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import mobius_jax as mj
+from mobius_jax.layers import LayerConfig, MobiusSelfAttention
+from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, Transformer
+from mobius_jax.models.params import count_encoder_params, count_params
+from mobius_jax.sharding import DEFAULT_RULES, make_mesh
+
+PRESETS = ["bert", "roformer", "mobius_bert", "mobius_roformer"]
+IDS = jnp.array([[5, 7, 9, 11, 13, 3], [4, 6, 8, 10, 12, 14]])
+MASK = jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+TYPES = jnp.array([[0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1]])
+
+
+def tiny(model, **overrides):
+  """A tiny preset with a small vocabulary (divisible by the mesh's tensor axis)."""
+  return ModelConfig.preset(f"{model}-tiny", vocab_size=64, **overrides)
+
+
+def init(model, config, seed=0):
+  return nn.meta.unbox(model.init(jax.random.key(seed), IDS))["params"]
+
+
+def mlm_logits(config, params, ids=IDS, mask=MASK, **kwargs):
+  return MaskedLM(config).apply({"params": params}, ids, attention_mask=mask, **kwargs)
+
+
+# ----------------------------------------------------------------------------------- layouts
+
+LAYOUTS = {
+  "none": "VVVVV",
+  "framed": "MVVVM",
+  "top": "VVVVM",
+  "bottom": "MVVVV",
+  "stacked": "MMVVV",
+  "alternating": "MVMVM",
+  "all": "MMMMM",
+  "mvvmv": "MVVMV",
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_build_the_expected_layer_kinds(layout):
+  config = tiny("bert", num_layers=5, layout=layout)
+  assert config.layer_kinds == LAYOUTS[layout]
+  shapes = jax.eval_shape(Transformer(config).init, jax.random.key(0), IDS)
+  layers = nn.meta.unbox(shapes)["params"]["encoder"]
+  kinds = "".join("M" if "mlp_real" in layers[f"layer_{i}"] else "V" for i in range(5))
+  assert kinds == LAYOUTS[layout]
+
+
+def test_mobius_model_with_layout_none_equals_the_baseline_exactly():
+  for family in ("bert", "roformer"):
+    baseline = tiny(family)
+    mobius = tiny(f"mobius_{family}", layout="none", num_mobius_heads=1, mobius_score="bilinear")
+    params = init(MaskedLM(baseline), baseline)
+    np.testing.assert_array_equal(mlm_logits(mobius, params), mlm_logits(baseline, params))
+
+
+def test_paper_presets():
+  config = ModelConfig.preset("mobius_bert-base")
+  assert config.layer_kinds == "MVVVVVVVVVM"
+  assert config.mobius_heads == 6 and config.head_dim == 64
+  assert ModelConfig.preset("mobius_roformer-base").rotary
+  assert ModelConfig.preset("bert-large").num_layers == 24
+
+
+def test_bert_base_has_hugging_faces_parameter_count():
+  # HF BertModel (bert-base-uncased, with pooler): 109,482,240 parameters.
+  assert count_encoder_params(ModelConfig.preset("bert-base")) == 109_482_240
+
+
+# ------------------------------------------------------------------------------ invariances
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_outputs_at_real_tokens_do_not_change_when_padding_is_added(preset):
+  config = tiny(preset)
+  params = init(MaskedLM(config), config)
+  short = mlm_logits(config, params, IDS[:, :4], MASK[:, :4] * 0 + 1)
+  padded_ids = jnp.concatenate([IDS[:, :4], jnp.zeros((2, 5), jnp.int32)], axis=1)
+  padded_mask = jnp.concatenate([jnp.ones((2, 4)), jnp.zeros((2, 5))], axis=1)
+  padded = mlm_logits(config, params, padded_ids, padded_mask)
+  np.testing.assert_allclose(padded[:, :4], short, atol=1e-5)
+
+
+def test_roformer_outputs_do_not_depend_on_absolute_positions():
+  config = tiny("roformer")
+  params = init(MaskedLM(config), config)
+  positions = jnp.arange(IDS.shape[1])
+  np.testing.assert_allclose(
+    mlm_logits(config, params, position_ids=positions + 17),
+    mlm_logits(config, params, position_ids=positions),
+    atol=1e-4,
+  )
+
+
+def test_mobius_roformer_attention_scores_depend_on_relative_positions_only():
+  config = LayerConfig(hidden_size=32, num_heads=4, intermediate_size=64, rotary=True)
+  layer = MobiusSelfAttention(config)
+  x = tuple(jax.random.normal(jax.random.key(i), (2, 6, 32)) for i in range(2))
+  params = layer.init(jax.random.key(2), x)
+
+  def weights(positions):
+    _, state = layer.apply(params, x, positions=positions, mutable="intermediates")
+    return state["intermediates"]["attention_weights"][0]
+
+  positions = jnp.arange(6)
+  chex.assert_trees_all_close(weights(positions + 11), weights(positions), atol=1e-5)
+  # The rotation matters: permuting positions changes the scores.
+  assert not np.allclose(weights(positions[::-1]), weights(positions), atol=1e-3)
+
+
+# ---------------------------------------------------------------------- training essentials
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_jitted_gradients_are_finite_and_dropout_needs_a_key(preset):
+  config = tiny(preset)
+  model = SequenceClassifier(config, num_labels=3)
+  params = init(model, config)
+
+  @jax.jit
+  def loss_and_grads(params, rng):
+    def loss_fn(p):
+      logits = model.apply(
+        {"params": p},
+        IDS,
+        attention_mask=MASK,
+        token_type_ids=TYPES,
+        deterministic=False,
+        rngs={"dropout": rng},
+      )
+      return jnp.mean(logits**2)
+
+    return jax.value_and_grad(loss_fn)(params)
+
+  loss, grads = loss_and_grads(params, jax.random.key(1))
+  assert np.isfinite(loss)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert any(np.any(g != 0) for g in jax.tree.leaves(grads))
+  other, _ = loss_and_grads(params, jax.random.key(2))
+  assert loss != other  # dropout is on
+  with pytest.raises(Exception, match="dropout"):
+    model.apply({"params": params}, IDS, deterministic=False)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_bfloat16_forward_pass_stays_close_to_float32(preset):
+  config = tiny(preset)
+  params = init(MaskedLM(config), config)
+  full = mlm_logits(config, params)
+  half = mlm_logits(dataclasses.replace(config, dtype="bfloat16"), params)
+  assert half.dtype == jnp.bfloat16
+  scale = float(jnp.std(full))
+  np.testing.assert_allclose(np.asarray(half, np.float32), full, atol=0.15 * scale)
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    dict(num_mobius_heads=0),
+    dict(num_mobius_heads=2, mobius_query="linear"),
+    dict(mobius_key_value="elementwise", mobius_score="magnitude"),
+    dict(mobius_init="unitary", attention_implementation="einsum"),
+  ],
+)
+def test_mobius_variants_run(overrides):
+  config = tiny("mobius_bert", **overrides)
+  params = init(MaskedLM(config), config)
+  assert np.all(np.isfinite(mlm_logits(config, params)))
+
+
+def test_unitary_init_gives_rotations_of_the_sphere():
+  config = tiny("mobius_bert", mobius_init="unitary")
+  params = init(MaskedLM(config), config)
+  coefficients = params["backbone"]["encoder"]["layer_0"]["attention"]["query_mobius"]
+  c = coefficients["coefficients"]
+  m = tuple(jax.lax.complex(c[i, 0], c[i, 1]) for i in range(4))
+  np.testing.assert_allclose(mj.determinant(m), 1.0, atol=1e-5)
+  assert set(np.asarray(mj.classify(m, tol=1e-4)).tolist()) <= {mj.MOBIUS_TYPES.index("elliptic")}
+
+
+def test_identity_init_starts_near_the_identity_map():
+  config = tiny("mobius_bert")
+  params = init(MaskedLM(config), config)
+  c = params["backbone"]["encoder"]["layer_0"]["attention"]["query_mobius"]["coefficients"]
+  identity = np.zeros(c.shape)
+  identity[[0, 3], 0] = 1.0
+  np.testing.assert_allclose(c, identity, atol=0.06)  # noise std 0.01
+
+
+# --------------------------------------------------------------------------------- sharding
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_parameter_has_logical_axis_names(preset):
+  config = tiny(preset, embedding_size=64 if "roformer" in preset else None)
+  for model in (MaskedLM(config), SequenceClassifier(config, num_labels=2)):
+    variables = jax.eval_shape(model.init, jax.random.key(0), IDS)
+    leaves = jax.tree.leaves(variables, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    for leaf in leaves:
+      assert isinstance(leaf, nn.Partitioned), leaf
+      assert len(leaf.names) == leaf.value.ndim and all(leaf.names), leaf
+
+
+def test_model_initialises_sharded_on_the_8_device_mesh():
+  mesh = make_mesh(data=2, fsdp=2, tensor=2)
+  config = tiny("mobius_bert")
+  model = MaskedLM(config)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), IDS)
+  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, DEFAULT_RULES)
+  variables = jax.jit(model.init, out_shardings=shardings)(jax.random.key(0), IDS)
+  table = variables["params"]["backbone"]["embeddings"]["word_embeddings"]["embedding"]
+  assert table.value.sharding.spec == P("tensor", "fsdp")
+  coefficients = variables["params"]["backbone"]["encoder"]["layer_0"]["attention"]
+  assert coefficients["query_mobius"]["coefficients"].value.sharding.spec == P(None, None, "tensor")
+  with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(mesh):
+    sharded = jax.jit(model.apply)(variables, IDS)
+  unsharded = model.apply(jax.device_get(nn.meta.unbox(variables)), IDS)
+  np.testing.assert_allclose(sharded, unsharded, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (dict(family="gpt"), r"family='gpt' is not one of \('bert', 'roformer'\)"),
+    (dict(layout="zigzag"), r"layout='zigzag' is neither one of \('none', 'framed'"),
+    (dict(layout="MVX"), "2 letters M"),
+    (dict(hidden_act="swish"), r"hidden_act='swish' is not one of \('gelu'"),
+    (dict(mobius_score="cosine"), r"mobius_score='cosine' is not one of \('hermitian'"),
+    (dict(num_mobius_heads=3), r"num_mobius_heads=3 must lie in \[0, num_heads=2\]"),
+    (dict(hidden_size=129), "hidden_size=129 must be a multiple of num_heads=2"),
+    (dict(dtype="float8"), "dtype='float8' is not one of"),
+    (dict(embedding_size=64), "embedding_size=64 is for family='roformer'"),
+  ],
+)
+def test_invalid_configs_name_the_field_and_the_allowed_values(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    tiny("bert", **overrides)
+
+
+def test_unknown_presets_list_the_choices():
+  with pytest.raises(ValueError, match=r"model in \('bert', 'roformer', 'mobius_bert'"):
+    ModelConfig.preset("gpt-base")
+  with pytest.raises(ValueError, match=r"size in \('tiny', 'mini'"):
+    ModelConfig.preset("bert-huge")
+
+
+def test_count_params_counts_complex_weights_as_two_reals():
+  config = tiny("mobius_bert", layout="M", num_layers=1)
+  params = init(Transformer(config), config)
+  key = params["encoder"]["layer_0"]["attention"]["key"]
+  assert count_params(key) == 2 * (128 * 128 + 128)
+  assert count_params(params) == count_encoder_params(config)
