@@ -1,0 +1,317 @@
+"""Hugging Face BERT and RoFormer checkpoints ↔ our configs and parameters; upcycling.
+
+A checkpoint is a state dict: PyTorch parameter names → arrays, as `model.state_dict()` or a
+`model.safetensors` file give them (`safetensors.numpy.load_file`), with or without the
+`bert.` / `roformer.` prefix and with old `LayerNorm.gamma/beta` names. Its config is the
+`config.json` dict (or `transformers` config `.to_dict()`).
+
+  config = config_from_hf(json.load(open("config.json")))
+  params = params_from_hf(safetensors.numpy.load_file("model.safetensors"), config)
+  logits = MaskedLM(config).apply({"params": params}, input_ids)
+
+`upcycle` builds a MöbiusBERT / MöbiusRoFormer from the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from mobius_jax.models.config import ModelConfig
+from mobius_jax.models.transformer import MaskedLM, SequenceClassifier, Transformer
+
+# HF config.json key → ModelConfig field.
+_CONFIG_KEYS = {
+  "vocab_size": "vocab_size",
+  "hidden_size": "hidden_size",
+  "num_hidden_layers": "num_layers",
+  "num_attention_heads": "num_heads",
+  "intermediate_size": "intermediate_size",
+  "hidden_act": "hidden_act",
+  "hidden_dropout_prob": "hidden_dropout",
+  "attention_probs_dropout_prob": "attention_dropout",
+  "max_position_embeddings": "max_position_embeddings",
+  "type_vocab_size": "type_vocab_size",
+  "initializer_range": "initializer_range",
+  "layer_norm_eps": "layer_norm_eps",
+}
+# State-dict entries we never read: buffers, the tied decoder, BERT's next-sentence head.
+_IGNORED_PREFIXES = (
+  "embeddings.position_ids",
+  "encoder.embed_positions.",
+  "cls.predictions.decoder.",
+  "cls.seq_relationship.",
+)
+
+
+def config_from_hf(hf_config: Mapping, **overrides) -> ModelConfig:
+  """A `ModelConfig` from a HF BERT or RoFormer `config.json` dict, plus field overrides."""
+  family = hf_config.get("model_type")
+  if family not in ("bert", "roformer"):
+    raise ValueError(f"model_type={family!r}: only 'bert' and 'roformer' checkpoints convert.")
+  if hf_config.get("position_embedding_type", "absolute") != "absolute":
+    raise ValueError("Only BERT's absolute position embeddings are supported.")
+  if hf_config.get("rotary_value", False):
+    raise ValueError("RoFormer's rotary_value=True (rotary values) is not supported.")
+  fields = {ours: hf_config[theirs] for theirs, ours in _CONFIG_KEYS.items() if theirs in hf_config}
+  if family == "roformer":
+    fields["embedding_size"] = hf_config.get("embedding_size") or hf_config["hidden_size"]
+  return ModelConfig(family=family, **{**fields, **overrides})
+
+
+def config_to_hf(config: ModelConfig) -> dict:
+  """The HF `config.json` dict of a vanilla (layout "none") config."""
+  _check_vanilla(config)
+  hf = {theirs: getattr(config, ours) for theirs, ours in _CONFIG_KEYS.items()}
+  hf["model_type"] = config.family
+  if config.family == "roformer":
+    hf["embedding_size"] = config.embedding_width
+  return hf
+
+
+def params_from_hf(state_dict: Mapping[str, np.ndarray], config: ModelConfig) -> dict:
+  """Our parameters from a HF state dict, for a vanilla config (e.g. from `config_from_hf`).
+
+  Returns:
+    `{"backbone": …}` plus `"mlm_head"` and `"classifier"` where the checkpoint has them: the
+    `params` of `Transformer` (under "backbone"), `MaskedLM` or `SequenceClassifier`.
+  """
+  _check_vanilla(config)
+  state = _normalise_names(state_dict)
+  heads = {
+    "pooler": "pooler.dense.weight" in state,
+    "mlm_head": "cls.predictions.bias" in state,
+    "classifier": any(name.startswith("classifier.") for name in state),
+  }
+  expected = _expected_shapes(config, heads, state)
+  flat, used = {}, set()
+  for ours, theirs, transposed in _name_map(config, heads):
+    if theirs not in state:
+      raise ValueError(f"The checkpoint lacks {theirs!r} (for {'/'.join(ours)}).")
+    value = np.asarray(state[theirs])
+    value = value.T if transposed else value
+    if value.shape != expected[ours]:
+      shape = value.T.shape if transposed else value.shape
+      raise ValueError(
+        f"Checkpoint entry {theirs!r} has shape {shape}; this config expects "
+        f"{expected[ours][::-1] if transposed else expected[ours]}. Does the config match the "
+        "checkpoint (sizes, vocabulary, family)?"
+      )
+    flat[ours] = value
+    used.add(theirs)
+  unused = sorted(k for k in set(state) - used if not k.startswith(_IGNORED_PREFIXES))
+  if unused:
+    raise ValueError(
+      f"The checkpoint has entries this {config.family} config does not use: {unused[:8]}"
+      f"{' …' if len(unused) > 8 else ''}. Is it a {config.family} checkpoint of this size?"
+    )
+  return traverse_util.unflatten_dict(flat)
+
+
+def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -> dict:
+  """A HF state dict (numpy arrays, PyTorch names) from our vanilla parameters.
+
+  Args:
+    params: `{"backbone": …}` with optional `"mlm_head"` and `"classifier"`.
+    config: their vanilla config.
+    prefix: put the backbone under `bert.` / `roformer.`, as HF's task models do.
+
+  Returns:
+    What `load_state_dict` of the matching HF model takes (the tied MLM decoder included).
+  """
+  _check_vanilla(config)
+  flat = traverse_util.flatten_dict(dict(params))
+  heads = {
+    "pooler": "pooler" in params["backbone"],
+    "mlm_head": "mlm_head" in params,
+    "classifier": "classifier" in params,
+  }
+  state = {}
+  for ours, theirs, transposed in _name_map(config, heads):
+    value = np.asarray(flat[ours])
+    state[theirs] = value.T if transposed else value
+  if "mlm_head" in params:
+    state["cls.predictions.decoder.weight"] = state["embeddings.word_embeddings.weight"]
+    state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
+  if prefix:
+    state = {
+      k if k.startswith(("cls.", "classifier.")) else f"{config.family}.{k}": v
+      for k, v in state.items()
+    }
+  return state
+
+
+def upcycle(
+  state_dict: Mapping[str, np.ndarray],
+  hf_config: Mapping,
+  *,
+  layout: str = "framed",
+  source_layers: list[int] | None = None,
+  **overrides,
+) -> tuple[ModelConfig, dict]:
+  """A Möbius model initialised from a pretrained HF BERT / RoFormer checkpoint.
+
+  Vanilla layers, embeddings and heads take the checkpoint's weights unchanged. Each Möbius
+  layer starts from its source layer: both channels' LayerNorms and feed-forward blocks are
+  copies of the source's; keys, values, the output projection and the linear queries become
+  complex dense layers with the source kernel and bias as real part and zero imaginary part
+  (so each acts on both channels as the source acts on one); the Möbius maps start as the
+  exact identity. With `mobius_query="linear"` the Möbius heads' linear part takes the
+  source's query weights too; with the default element-wise query (no query matrix) a Möbius
+  head's query starts as its complex input itself. `mobius_key_value="elementwise"` keys and
+  values start as the identity scaling.
+
+  Args:
+    state_dict, hf_config: the checkpoint, as for `params_from_hf` and `config_from_hf`.
+    layout: the Möbius layout of the new model.
+    source_layers: the source layer of each new layer; default 0, 1, … (the new model may be
+      shallower than the checkpoint: `num_layers=11` in `overrides` keeps layers 0 … 10).
+    **overrides: other `ModelConfig` fields (num_layers, num_mobius_heads, mobius_*…).
+
+  Returns:
+    (config, params) for `MaskedLM`, `SequenceClassifier` or `Transformer`, as in
+    `params_from_hf`.
+  """
+  source_config = config_from_hf(hf_config)
+  source = params_from_hf(state_dict, source_config)
+  config = dataclasses.replace(source_config, layout=layout, **overrides)
+  source_layers = list(range(config.num_layers)) if source_layers is None else source_layers
+  if len(source_layers) != config.num_layers or not all(
+    0 <= s < source_config.num_layers for s in source_layers
+  ):
+    raise ValueError(
+      f"source_layers={source_layers} must name one of the checkpoint's "
+      f"{source_config.num_layers} layers for each of the {config.num_layers} new layers."
+    )
+  old_layers = source["backbone"]["encoder"]
+  new_layers = {}
+  for i, (kind, s) in enumerate(zip(config.layer_kinds, source_layers, strict=True)):
+    layer = old_layers[f"layer_{s}"]
+    new_layers[f"layer_{i}"] = layer if kind == "V" else _complex_layer(layer, config)
+  source["backbone"]["encoder"] = new_layers
+  return config, source
+
+
+def _complex_layer(layer: Mapping, config: ModelConfig) -> dict:
+  """The Möbius layer that starts from vanilla layer params `layer` (see `upcycle`)."""
+
+  def complex_dense(dense, columns=slice(None)):
+    kernel, bias = dense["kernel"][:, columns], dense["bias"][columns]
+    return {
+      "kernel_real": kernel,
+      "kernel_imag": np.zeros_like(kernel),
+      "bias_real": bias,
+      "bias_imag": np.zeros_like(bias),
+    }
+
+  hidden = config.hidden_size
+  mobius_dims = config.mobius_heads * config.head_dim
+  source = layer["attention"]
+  attention = {"output": complex_dense(source["output"])}
+  for name in ("key", "value"):
+    if config.mobius_key_value == "dense":
+      attention[name] = complex_dense(source[name])
+    else:
+      attention[name] = {
+        "scale": np.stack([np.ones(hidden), np.zeros(hidden)]).astype(np.float32),
+        "bias": np.zeros((2, hidden), np.float32),
+      }
+  if mobius_dims:
+    identity = np.zeros((4, 2, mobius_dims), np.float32)
+    identity[0, 0] = identity[3, 0] = 1.0
+    attention["query_mobius"] = {"coefficients": identity}
+    if config.mobius_query == "linear":
+      attention["query_linear"] = complex_dense(source["query"], slice(0, mobius_dims))
+  if mobius_dims < hidden:
+    attention["query"] = complex_dense(source["query"], slice(mobius_dims, None))
+  out = {"attention": attention}
+  for part in ("real", "imag"):
+    for name in ("attention_norm", "mlp", "mlp_norm"):
+      out[f"{name}_{part}"] = layer[name]
+  return out
+
+
+def _name_map(config: ModelConfig, heads: Mapping[str, bool]):
+  """(our path, HF name, transposed) for the backbone and the heads that `heads` marks."""
+  dense = lambda ours, theirs: [  # noqa: E731
+    ((*ours, "kernel"), f"{theirs}.weight", True),
+    ((*ours, "bias"), f"{theirs}.bias", False),
+  ]
+  norm = lambda ours, theirs: [  # noqa: E731
+    ((*ours, "scale"), f"{theirs}.weight", False),
+    ((*ours, "bias"), f"{theirs}.bias", False),
+  ]
+  table = lambda ours, theirs: [((*ours, "embedding"), f"{theirs}.weight", False)]  # noqa: E731
+
+  emb = ("backbone", "embeddings")
+  names = table((*emb, "word_embeddings"), "embeddings.word_embeddings")
+  names += table((*emb, "token_type_embeddings"), "embeddings.token_type_embeddings")
+  names += norm((*emb, "norm"), "embeddings.LayerNorm")
+  if config.family == "bert":
+    names += table((*emb, "position_embeddings"), "embeddings.position_embeddings")
+  if config.embedding_width != config.hidden_size:
+    names += dense((*emb, "projection"), "embeddings_project")
+  for i in range(config.num_layers):
+    ours, theirs = ("backbone", "encoder", f"layer_{i}"), f"encoder.layer.{i}"
+    for name in ("query", "key", "value"):
+      names += dense((*ours, "attention", name), f"{theirs}.attention.self.{name}")
+    names += dense((*ours, "attention", "output"), f"{theirs}.attention.output.dense")
+    names += norm((*ours, "attention_norm"), f"{theirs}.attention.output.LayerNorm")
+    names += dense((*ours, "mlp", "intermediate"), f"{theirs}.intermediate.dense")
+    names += dense((*ours, "mlp", "output"), f"{theirs}.output.dense")
+    names += norm((*ours, "mlp_norm"), f"{theirs}.output.LayerNorm")
+  if heads["pooler"]:
+    names += dense(("backbone", "pooler"), "pooler.dense")
+  if heads["mlm_head"]:
+    names += dense(("mlm_head", "transform"), "cls.predictions.transform.dense")
+    names += norm(("mlm_head", "transform_norm"), "cls.predictions.transform.LayerNorm")
+    names += [(("mlm_head", "bias"), "cls.predictions.bias", False)]
+  if heads["classifier"] and config.family == "bert":
+    names += dense(("classifier",), "classifier")
+  if heads["classifier"] and config.family == "roformer":
+    names += dense(("classifier", "dense"), "classifier.dense")
+    names += dense(("classifier", "out_proj"), "classifier.out_proj")
+  return names
+
+
+def _normalise_names(state_dict: Mapping) -> dict:
+  """Drops the `bert.` / `roformer.` prefix and renames old `gamma` / `beta` entries."""
+  state = {}
+  for name, value in state_dict.items():
+    name = name.removeprefix("bert.").removeprefix("roformer.")
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight")
+    state[name.replace("LayerNorm.beta", "LayerNorm.bias")] = value
+  return state
+
+
+def _check_vanilla(config: ModelConfig) -> None:
+  if "M" in config.layer_kinds:
+    raise ValueError(
+      f"layout={config.layout!r} has Möbius layers, which HF models lack; convert a vanilla "
+      "config (layout 'none'), or build a Möbius model from a checkpoint with `upcycle`."
+    )
+
+
+def _expected_shapes(config: ModelConfig, heads: Mapping[str, bool], state: Mapping) -> dict:
+  """Flattened path → shape of our parameters for `config` and the marked heads."""
+  ids = jnp.zeros((1, 1), jnp.int32)
+  shapes = {}
+  models = [Transformer(config, with_pooler=heads["pooler"])]
+  if heads["mlm_head"]:
+    models.append(MaskedLM(config))
+  if heads["classifier"]:
+    out = state.get("classifier.weight", state.get("classifier.out_proj.weight"))
+    models.append(SequenceClassifier(config, num_labels=np.shape(out)[0]))
+  for model in models:
+    tree = jax.eval_shape(model.init, jax.random.key(0), ids)["params"]
+    if isinstance(model, Transformer):
+      tree = {"backbone": tree}
+    for path, leaf in traverse_util.flatten_dict(nn.meta.unbox(tree)).items():
+      shapes[path] = leaf.shape
+  return shapes
