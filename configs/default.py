@@ -1,0 +1,79 @@
+"""The CPU default: the paper's pipeline in miniature, on the offline data.
+
+Pretrains a tiny BERT (or, with `--config.model=mobius_bert-tiny`, a tiny MöbiusBERT) on
+WikiText-2 for a few minutes of a 2-core CPU. `train.reproduce` runs this for both models and
+then fine-tunes them (`finetune_config()`) on the Rotten Tomatoes polarity task.
+
+  python -m train.main --config configs/default.py --workdir /tmp/bert-tiny
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # "pretrain" (masked LM on `corpus`) or "finetune" (classification / regression on `task`).
+  config.mode = "pretrain"
+  config.corpus = "wikitext2"  # train.tasks.CORPORA: wikitext2 (offline) or c4 (online)
+  config.task = "polarity"  # train.tasks.TASKS: GLUE's nine, polarity, ratings, trec, sms_spam
+  # A preset "<model>-<size>" (mobius_jax.models.ModelConfig.preset) and field overrides,
+  # e.g. {"layout": "MV", "num_mobius_heads": 1}.
+  config.model = "bert-tiny"
+  config.model_overrides = ml_collections.ConfigDict()
+  # Fine-tuning starts from a pretraining run's workdir, or "hf:DIR" with a Hugging Face
+  # config.json, model.safetensors and vocab.txt; "" starts from scratch.
+  config.init_from = ""
+  config.dtype = "float32"  # computation dtype; "bfloat16" for mixed precision
+  config.seed = 0
+
+  # Data. data_dir: the TFDS data_dir (None: the offline sets' cache, or TFDS's default).
+  config.data_dir = None
+  config.tokenizer = ml_collections.ConfigDict()
+  config.tokenizer.vocab_file = ""  # a BERT vocab.txt; "" trains WordPiece on the corpus
+  config.tokenizer.vocab_size = 8192  # of the trained vocabulary
+  config.tokenizer.lowercase = True
+  config.vocab_multiple = 64  # the model's vocabulary is rounded up to a multiple of this
+  config.max_len = 128
+  config.packing = True  # pretraining: concatenate and cut into full rows (else truncate)
+  config.mask_rate = 0.15  # of each row's ordinary tokens; 80 % [MASK], 10 % random, 10 % kept
+  config.batch_size = 32  # global, per optimiser step
+  config.grad_accum_steps = 1  # micro-batches per step (batch_size must divide)
+  config.eval_batch_size = 64
+  config.eval_examples = 1024  # pretraining: validation rows scored at the end
+
+  # Optimisation: decoupled AdamW, warm-up then decay, gradient clipping.
+  config.num_train_steps = 600
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_ratio = 0.06
+  config.optimizer.schedule = "linear"  # or "cosine"
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.98
+  config.optimizer.eps = 1e-6
+  config.optimizer.weight_decay = 1e-5
+  config.optimizer.grad_clip = 1.0
+
+  # Devices: mesh axis sizes over all devices; one of them may be -1 (fill).
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1
+  config.mesh.fsdp = 1
+  config.mesh.tensor = 1
+
+  # Bookkeeping.
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 2
+  config.progress_bar = True
+  return config
+
+
+def finetune_config() -> ml_collections.ConfigDict:
+  """Fine-tuning on the polarity task (set `init_from` to the pretraining workdir)."""
+  config = get_config()
+  config.mode = "finetune"
+  config.num_train_steps = 300
+  config.optimizer.learning_rate = 2e-4
+  config.optimizer.weight_decay = 1e-2
+  config.optimizer.warmup_ratio = 0.1
+  config.max_len = 64
+  return config

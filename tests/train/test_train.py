@@ -1,0 +1,196 @@
+"""The training loop under `tfds.testing.mock_data`: steps, sharding, resume, bad input."""
+
+import os
+import signal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+import tensorflow_datasets.text.c4
+import tensorflow_datasets.text.glue
+
+from configs import default
+from train import partitioning, train
+from train.checkpointing import CheckpointMismatchError
+
+
+@pytest.fixture(autouse=True)
+def mock_data(tmp_path, monkeypatch):
+  monkeypatch.setattr("train.input_pipeline.DEFAULT_CACHE", tmp_path / "cache")
+  with tfds.testing.mock_data(num_examples=48):
+    yield
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  """A one-step pretraining run's workdir, shared by the fine-tuning tests."""
+  workdir = tmp_path_factory.mktemp("pretrained")
+  with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=48):
+    patch.setattr("train.input_pipeline.DEFAULT_CACHE", workdir / "cache")
+    train.train_and_evaluate(pretrain_config(), workdir / "run")
+  return workdir / "run"
+
+
+def pretrain_config(**overrides):
+  config = default.get_config()
+  config.corpus = "c4"
+  config.tokenizer.vocab_size = 200
+  config.max_len = 32
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.eval_examples = 16
+  config.num_train_steps = 1
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 1
+  config.progress_bar = False
+  config.mesh.update(data=1, fsdp=1, tensor=1)  # one device unless a test asks for more
+  config.update(overrides)
+  return config
+
+
+def finetune_config(**overrides):
+  config = default.finetune_config()
+  config.task = "sst2"
+  config.max_len = 32
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_train_steps = 1
+  config.log_every_steps = 1
+  config.progress_bar = False
+  config.tokenizer.vocab_size = 200
+  config.corpus = "c4"  # where a tokenizer is trained when none comes with init_from
+  config.mesh.update(data=1, fsdp=1, tensor=1)
+  config.update(overrides)
+  return config
+
+
+def losses(summary):
+  return [entry["loss"] for entry in summary["train"]]
+
+
+# ------------------------------------------------------------------------------- one step
+
+
+@pytest.mark.parametrize("model", ["bert-tiny", "mobius_bert-tiny"])
+def test_one_pretraining_step(tmp_path, model):
+  summary = train.train_and_evaluate(pretrain_config(model=model), tmp_path / "run")
+  assert summary["status"] == "completed" and summary["step"] == 1
+  assert np.isfinite(losses(summary)[0]) and losses(summary)[0] > 0
+  assert 0.0 <= summary["eval"]["validation"]["accuracy"] <= 1.0
+  assert (tmp_path / "run" / "checkpoints" / "1").is_dir()
+  assert (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("task", ["sst2", "stsb", "mnli"])
+def test_one_finetuning_step_from_a_pretraining_run(tmp_path, pretrained, task):
+  config = finetune_config(task=task, init_from=str(pretrained))
+  summary = train.train_and_evaluate(config, tmp_path / "finetune")
+  assert summary["status"] == "completed"
+  assert np.isfinite(losses(summary)[0])
+  expected = {
+    "sst2": {"validation": "accuracy"},
+    "stsb": {"validation": "pearson"},
+    "mnli": {"validation_matched": "accuracy", "validation_mismatched": "accuracy"},
+  }[task]
+  for split, metric in expected.items():
+    assert metric in summary["eval"][split]
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+  # Without dropout, 4 micro-batches of 2 give the gradient of the batch of 8.
+  no_dropout = {"hidden_dropout": 0.0, "attention_dropout": 0.0}
+  full = pretrain_config(num_train_steps=3)
+  full.model_overrides.update(no_dropout)
+  micro = pretrain_config(num_train_steps=3, grad_accum_steps=4)
+  micro.model_overrides.update(no_dropout)
+  a = train.train_and_evaluate(full, tmp_path / "full")
+  b = train.train_and_evaluate(micro, tmp_path / "micro")
+  np.testing.assert_allclose(losses(a), losses(b), rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- sharding
+
+
+@pytest.mark.parametrize("model", ["bert-tiny", "mobius_bert-tiny"])
+def test_one_device_and_a_2x2x2_mesh_give_the_same_losses(tmp_path, model):
+  one = pretrain_config(model=model, num_train_steps=4)
+  one.mesh.update(data=1, fsdp=1, tensor=1)
+  eight = pretrain_config(model=model, num_train_steps=4)
+  eight.mesh.update(data=2, fsdp=2, tensor=2)
+  a = train.train_and_evaluate(one, tmp_path / "one")
+  b = train.train_and_evaluate(eight, tmp_path / "eight")
+  assert len(losses(a)) == 4
+  np.testing.assert_allclose(losses(a), losses(b), rtol=2e-5)
+
+
+# ---------------------------------------------------------------------------------- resume
+
+
+def test_a_stopped_run_resumes_to_the_same_losses_and_parameters(tmp_path, monkeypatch):
+  config = pretrain_config(model="mobius_bert-tiny", num_train_steps=6, checkpoint_every_steps=10)
+  straight = train.train_and_evaluate(config, tmp_path / "straight")
+
+  # SIGTERM arrives while step 3 runs: the run finishes it, saves, and returns.
+  shard_batch, calls = partitioning.shard_batch, []
+
+  def shard_and_signal(*args):
+    calls.append(1)
+    if len(calls) == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return shard_batch(*args)
+
+  monkeypatch.setattr(partitioning, "shard_batch", shard_and_signal)
+  stopped = train.train_and_evaluate(config, tmp_path / "resumed")
+  monkeypatch.setattr(partitioning, "shard_batch", shard_batch)
+  assert stopped["status"] == "interrupted" and stopped["step"] == 3
+  assert (tmp_path / "resumed" / "checkpoints" / "3").is_dir()
+
+  resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+  assert resumed["status"] == "completed" and resumed["step"] == 6
+  np.testing.assert_allclose(losses(resumed), losses(straight)[3:], rtol=1e-6)
+  np.testing.assert_allclose(
+    resumed["eval"]["validation"]["loss"], straight["eval"]["validation"]["loss"], rtol=1e-6
+  )
+  params = [
+    ocp.StandardCheckpointer().restore(tmp_path / run / "checkpoints" / "6" / "state")["params"]
+    for run in ("straight", "resumed")
+  ]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), *params)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = pretrain_config(num_train_steps=6)
+  config.optimizer.learning_rate = 1e12
+  config.optimizer.warmup_ratio = 0.0
+  with pytest.raises(train.NonFiniteLossError, match=r"at step \d"):
+    train.train_and_evaluate(config, tmp_path / "run")
+  saved = sorted(
+    int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()
+  )
+  assert saved  # the good steps before the blow-up
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def test_unknown_config_keys_and_tasks_give_clear_errors(tmp_path):
+  config = pretrain_config()
+  config.num_train_step = 3
+  with pytest.raises(ValueError, match=r"Unknown config key 'num_train_step'.*'num_train_steps'"):
+    train.train_and_evaluate(config, tmp_path / "a")
+  with pytest.raises(ValueError, match=r"Unknown task 'glue_sst2'; known: \('cola'"):
+    train.train_and_evaluate(finetune_config(task="glue_sst2"), tmp_path / "b")
+
+
+def test_an_unwritable_workdir_gives_a_clear_error(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  with pytest.raises(PermissionError, match="Cannot write to the workdir"):
+    train.train_and_evaluate(pretrain_config(), blocker / "run")
+
+
+def test_a_checkpoint_of_another_model_gives_a_clear_error(pretrained):
+  with pytest.raises(CheckpointMismatchError, match=r"shape .* the config asks for"):
+    train.train_and_evaluate(pretrain_config(model="bert-mini"), pretrained)
