@@ -16,7 +16,6 @@ Batches are dicts of numpy arrays: `input_ids` `[B, L]` int32 (pad = 0), `token_
 from __future__ import annotations
 
 import functools
-import os
 import pathlib
 from collections.abc import Iterator, Sequence
 
@@ -34,13 +33,11 @@ from tokenizers import (
   trainers,
 )
 
+from train import datasets
 from train.tasks import Corpus, Task
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0  # "[PAD]" is the first token of every vocabulary we build or load
-DEFAULT_CACHE = pathlib.Path(
-  os.environ.get("MOBIUS_JAX_DATA", "~/.cache/mobius_jax/data")
-).expanduser()
 
 
 # ------------------------------------------------------------------------------- data sources
@@ -49,8 +46,6 @@ DEFAULT_CACHE = pathlib.Path(
 def data_source(dataset: str, split: str, data_dir: str | None, offline: bool):
   """Random-access TFDS source (array_record, no TensorFlow); builds offline sets first."""
   if offline:
-    from train import datasets  # registers and builds the offline sets (needs pip, once)
-
     data_dir = datasets.prepare(dataset, data_dir)
   try:
     return tfds.data_source(dataset, split=split, data_dir=data_dir)
@@ -93,17 +88,22 @@ def load_tokenizer(
   vocab_file: str = "",
   corpus: Corpus | None = None,
   vocab_size: int = 8192,
+  train_examples: int = 0,
   lowercase: bool = True,
   data_dir: str | None = None,
   cache_dir: str | pathlib.Path | None = None,
 ) -> Tokenizer:
-  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`)."""
+  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`).
+
+  `train_examples` > 0 trains on the first that many examples only (for large corpora).
+  """
   if vocab_file:
     return bert_tokenizer(vocab_file, lowercase=lowercase)
   if corpus is None:
     raise ValueError("Give a vocab_file, or a pretraining corpus to train a vocabulary on.")
-  cache = pathlib.Path(cache_dir or DEFAULT_CACHE) / "tokenizers"
-  path = cache / f"{corpus.name}-wordpiece-{vocab_size}-{'uncased' if lowercase else 'cased'}.json"
+  cache = pathlib.Path(cache_dir or datasets.wheels.cache_dir()) / "tokenizers"
+  casing = "uncased" if lowercase else "cased"
+  path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
   if path.exists():
     return Tokenizer.from_file(str(path))
   source = data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
@@ -113,15 +113,15 @@ def load_tokenizer(
   untrained = bert_tokenizer(
     {token: i for i, token in enumerate(SPECIAL_TOKENS)}, lowercase=lowercase
   )
-  untrained.train_from_iterator(_corpus_texts(corpus, source), trainer)
+  untrained.train_from_iterator(_corpus_texts(corpus, source, train_examples), trainer)
   tokenizer = bert_tokenizer(untrained.get_vocab(), lowercase=lowercase)
   cache.mkdir(parents=True, exist_ok=True)
   tokenizer.save(str(path))
   return tokenizer
 
 
-def _corpus_texts(corpus: Corpus, source) -> Iterator[str]:
-  for i in range(len(source)):
+def _corpus_texts(corpus: Corpus, source, limit: int = 0) -> Iterator[str]:
+  for i in range(min(len(source), limit) if limit else len(source)):
     text = _text(source[i][corpus.text_key])
     yield corpus.clean(text) if corpus.clean else text
 

@@ -98,7 +98,14 @@ TASKS = {
     offline=True,
   ),
   "trec": Task(
-    "trec", "trec", ("text",), "label_coarse", 6, ("accuracy",), test_split="test", offline=True
+    "trec",
+    "trec_questions",
+    ("text",),
+    "label_coarse",
+    6,
+    ("accuracy",),
+    test_split="test",
+    offline=True,
   ),
   "sms_spam": Task(
     "sms_spam",

