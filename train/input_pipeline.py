@@ -151,7 +151,6 @@ def truncate(token_lists: Sequence[Sequence[int]], max_len: int, cls_id: int, se
   return rows
 
 
-@functools.lru_cache(maxsize=8)
 def pretraining_rows(
   corpus: Corpus,
   split: str,
@@ -160,7 +159,17 @@ def pretraining_rows(
   packing: bool,
   data_dir: str | None = None,
 ) -> np.ndarray:
-  """The whole split of an in-memory corpus as int32 `[N, max_len]` rows (cached per process)."""
+  """The whole split of an in-memory corpus as int32 `[N, max_len]` rows.
+
+  Cached per process by the tokenizer's content, so that runs in one process (the models of
+  `train.reproduce`) tokenise the corpus once.
+  """
+  return _pretraining_rows(corpus, split, tokenizer.to_str(), max_len, packing, data_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _pretraining_rows(corpus, split, tokenizer_json, max_len, packing, data_dir):
+  tokenizer = Tokenizer.from_str(tokenizer_json)
   source = data_source(corpus.dataset, split, data_dir, corpus.offline)
   texts = list(_corpus_texts(corpus, source))
   token_lists = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]

@@ -6,7 +6,7 @@ python -m train.main --config configs/default.py --workdir /tmp/run --config.num
 
 import json
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train import train
@@ -19,6 +19,8 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({k: summary[k] for k in ("status", "step", "eval", "tokens_per_second")}))
   if summary["status"] == "interrupted":

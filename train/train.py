@@ -367,11 +367,12 @@ def _tokenizer(config, workdir: pathlib.Path):
   elif config.mode == "finetune" and init:
     tokenizer = input_pipeline.Tokenizer.from_file(str(pathlib.Path(init) / "tokenizer.json"))
   else:
-    corpus = tasks.get_corpus(config.corpus) if config.mode == "pretrain" else None
+    # Fine-tuning from scratch trains its vocabulary on the pretraining corpus too.
     tokenizer = input_pipeline.load_tokenizer(
       vocab_file=config.tokenizer.vocab_file,
-      corpus=corpus,
+      corpus=tasks.get_corpus(config.corpus),
       vocab_size=config.tokenizer.vocab_size,
+      train_examples=config.tokenizer.train_examples,
       lowercase=config.tokenizer.lowercase,
       data_dir=config.data_dir,
     )
