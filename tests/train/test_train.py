@@ -18,7 +18,7 @@ from train.checkpointing import CheckpointMismatchError
 
 @pytest.fixture(autouse=True)
 def mock_data(tmp_path, monkeypatch):
-  monkeypatch.setattr("train.input_pipeline.DEFAULT_CACHE", tmp_path / "cache")
+  monkeypatch.setenv("MOBIUS_JAX_DATA", str(tmp_path / "cache"))
   with tfds.testing.mock_data(num_examples=48):
     yield
 
@@ -28,7 +28,7 @@ def pretrained(tmp_path_factory):
   """A one-step pretraining run's workdir, shared by the fine-tuning tests."""
   workdir = tmp_path_factory.mktemp("pretrained")
   with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=48):
-    patch.setattr("train.input_pipeline.DEFAULT_CACHE", workdir / "cache")
+    patch.setenv("MOBIUS_JAX_DATA", str(workdir / "cache"))
     train.train_and_evaluate(pretrain_config(), workdir / "run")
   return workdir / "run"
 
