@@ -583,7 +583,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         step_metrics = _finite(jax.device_get(step_metrics), done, checkpointer.directory)
         history.append({"step": done, **step_metrics})
         writer.write_scalars(done, {f"train/{k}": v for k, v in step_metrics.items()})
-        progress.set_postfix(loss=f"{step_metrics['loss']:.3f}")
+        rate = progress.format_dict["rate"]  # steps per second, smoothed
+        tokens = f"{rate * data.tokens_per_batch:.0f}" if rate else "…"
+        progress.set_postfix(loss=f"{step_metrics['loss']:.3f}", tokens_per_s=tokens)
       progress.update(1)
       save(done, force=done == config.num_train_steps)
     if status == "interrupted" and step_metrics is not None:
