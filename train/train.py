@@ -398,24 +398,47 @@ def _pretrained_backbone(config, model_config: ModelConfig):
     }
     _, params = hf_convert.upcycle(state, hf_config, **changed)
     return params["backbone"]
-  pretrained = pathlib.Path(init)
-  if not (pretrained / "config.json").exists():
+  return restore_run(init).params["backbone"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What a training run's workdir holds, restored (see `restore_run`)."""
+
+  config: ml_collections.ConfigDict  # the run's training config
+  model_config: ModelConfig
+  model: nn.Module  # MaskedLM (pretraining) or SequenceClassifier (fine-tuning)
+  params: dict
+  tokenizer: input_pipeline.Tokenizer
+  step: int
+
+
+def restore_run(workdir: str | pathlib.Path, step: int | None = None) -> Run:
+  """The model, parameters and tokenizer of the run in `workdir`, at `step` (default latest).
+
+  Raises:
+    FileNotFoundError: `workdir` is no training workdir, or holds no checkpoint.
+  """
+  workdir = pathlib.Path(workdir)
+  if not (workdir / "config.json").exists():
     raise FileNotFoundError(
-      f"init_from={init!r} is no pretraining workdir (it has no config.json); give the workdir "
-      "of a pretraining run, or 'hf:DIR' for a Hugging Face checkpoint."
+      f"{str(workdir)!r} is no training workdir (it has no config.json): give the --workdir of a "
+      "pretraining or fine-tuning run, or 'hf:DIR' for a Hugging Face checkpoint."
     )
-  source_config = ml_collections.ConfigDict(json.loads((pretrained / "config.json").read_text()))
-  tokenizer = input_pipeline.Tokenizer.from_file(str(pretrained / "tokenizer.json"))
-  model, _ = build_model(source_config, _vocab_size(source_config, tokenizer), None)
-  state = _abstract_state(model, make_optimizer(source_config), source_config)
-  checkpointer = Checkpointer(pretrained / "checkpoints", every_steps=1, keep=1)
+  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+  tokenizer = input_pipeline.Tokenizer.from_file(str(workdir / "tokenizer.json"))
+  num_labels = None if config.mode == "pretrain" else tasks.get_task(config.task).num_labels
+  model, model_config = build_model(config, _vocab_size(config, tokenizer), num_labels)
+  state = _abstract_state(model, make_optimizer(config), config)
+  checkpointer = Checkpointer(workdir / "checkpoints", every_steps=1, keep=1)
   try:
     if checkpointer.latest_step() is None:
-      raise FileNotFoundError(f"init_from={init!r} holds no checkpoint; pretrain into it first.")
-    restored, _ = checkpointer.restore(serialization.to_state_dict(state))
+      raise FileNotFoundError(f"{str(workdir)!r} holds no checkpoint; train into it first.")
+    step = checkpointer.latest_step() if step is None else step
+    restored, _ = checkpointer.restore(serialization.to_state_dict(state), step)
   finally:
     checkpointer.close()
-  return restored["params"]["backbone"]
+  return Run(config, model_config, model, restored["params"], tokenizer, step)
 
 
 def _load_safetensors(path: pathlib.Path) -> dict:

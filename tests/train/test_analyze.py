@@ -1,0 +1,68 @@
+"""`python -m train.analyze` on checkpoints of short runs (under `tfds.testing.mock_data`)."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from absl import flags
+
+from tests.train.test_train import finetune_config, pretrain_config
+from train import analyze, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Workdirs of a 2-step MöbiusBERT pretraining run and a 1-step fine-tuning run from it."""
+  root = tmp_path_factory.mktemp("analyze")
+  with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=48):
+    patch.setenv("MOBIUS_JAX_DATA", str(root / "cache"))
+    config = pretrain_config(model="mobius_bert-tiny", num_train_steps=2)
+    train.train_and_evaluate(config, root / "pretrain")
+    config = finetune_config(model="mobius_bert-tiny", init_from=str(root / "pretrain"))
+    train.train_and_evaluate(config, root / "finetune")
+    yield root
+
+
+@pytest.fixture(autouse=True)
+def mock_data(runs, monkeypatch):
+  monkeypatch.setenv("MOBIUS_JAX_DATA", str(runs / "cache"))
+  with tfds.testing.mock_data(num_examples=48):
+    yield
+
+
+def run_command(*args):
+  flags.FLAGS(["analyze", *args])
+  try:
+    analyze.main(["analyze"])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+def test_command_writes_figures_and_reports(runs, tmp_path, capsys):
+  run_command(f"--workdir={runs / 'pretrain'}", f"--out={tmp_path}", "--num_examples=8")
+  assert "Learned Möbius maps" in capsys.readouterr().out
+  for name in ("type_shares.png", "map_images.png", "attention.png"):
+    assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+  report = json.loads((tmp_path / "report.json").read_text())
+  assert report["step"] == 2 and report["layer_kinds"] == "MM"
+  # mobius_bert-tiny: 2 Möbius layers, each 1 Möbius head of 64 dims.
+  layers = report["maps"]["layers"]
+  assert [sum(layer["counts"].values()) for layer in layers] == [64, 64]
+  assert report["attention"]["examples"] == 8
+  assert set(report["attention"]["by_kind"]) == {"mobius", "complex"}
+  markdown = (tmp_path / "report.md").read_text()
+  assert "| 0 | all | 64 |" in markdown and "![attention](attention.png)" in markdown
+  maps = np.load(tmp_path / "maps.npz")
+  assert maps["layer1_a"].shape == (1, 64) and maps["layer1_type"].dtype == np.int32
+
+
+def test_command_reads_a_finetuning_run(runs):
+  run_command(f"--workdir={runs / 'finetune'}", "--step=1", "--num_examples=4")
+  report = json.loads((runs / "finetune" / "analysis" / "report.json").read_text())
+  assert report["mode"] == "finetune" and report["attention"]["examples"] == 4
+
+
+def test_a_folder_that_is_no_run_gives_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no training workdir"):
+    train.restore_run(tmp_path)
