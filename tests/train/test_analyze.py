@@ -1,14 +1,18 @@
-"""`python -m train.analyze` on checkpoints of short runs (under `tfds.testing.mock_data`)."""
+"""The analysis of checkpoints of short runs (under `tfds.testing.mock_data`), and its command."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from absl import flags
 
 from tests.train.test_train import finetune_config, pretrain_config
-from train import analyze, train
+from train import analysis, train
+
+ROOT = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +36,23 @@ def mock_data(runs, monkeypatch):
 
 
 def run_command(*args):
-  flags.FLAGS(["analyze", *args])
-  try:
-    analyze.main(["analyze"])
-  finally:
-    flags.FLAGS.unparse_flags()
+  """`python -m train.analyze ARGS` in a new process, with TFDS's mock data in place."""
+  program = (
+    "import sys, tensorflow_datasets as tfds, tensorflow_datasets.text.c4\n"
+    "from absl import app; from train import analyze\n"
+    "with tfds.testing.mock_data(num_examples=48):\n"
+    "  app.run(analyze.main, argv=['train.analyze', *sys.argv[1:]])"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", program, *args], cwd=ROOT, capture_output=True, text=True
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
 
 
-def test_command_writes_figures_and_reports(runs, tmp_path, capsys):
-  run_command(f"--workdir={runs / 'pretrain'}", f"--out={tmp_path}", "--num_examples=8")
-  assert "Learned Möbius maps" in capsys.readouterr().out
+def test_command_writes_figures_and_reports(runs, tmp_path):
+  stdout = run_command(f"--workdir={runs / 'pretrain'}", f"--out={tmp_path}", "--num_examples=8")
+  assert "Learned Möbius maps" in stdout
   for name in ("type_shares.png", "map_images.png", "attention.png"):
     assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
   report = json.loads((tmp_path / "report.json").read_text())
@@ -57,10 +68,12 @@ def test_command_writes_figures_and_reports(runs, tmp_path, capsys):
   assert maps["layer1_a"].shape == (1, 64) and maps["layer1_type"].dtype == np.int32
 
 
-def test_command_reads_a_finetuning_run(runs):
-  run_command(f"--workdir={runs / 'finetune'}", "--step=1", "--num_examples=4")
-  report = json.loads((runs / "finetune" / "analysis" / "report.json").read_text())
-  assert report["mode"] == "finetune" and report["attention"]["examples"] == 4
+def test_analysis_of_a_finetuning_run_at_a_given_step(runs, tmp_path):
+  run = train.restore_run(runs / "finetune", step=1)
+  report = analysis.analyze(run, tmp_path, num_examples=4)
+  assert report["mode"] == "finetune" and report["step"] == 1
+  assert report["attention"]["examples"] == 4
+  assert (tmp_path / "report.md").exists()
 
 
 def test_a_folder_that_is_no_run_gives_a_clear_error(tmp_path):
