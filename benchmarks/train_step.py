@@ -1,0 +1,226 @@
+"""Masked-LM train step tokens/s: our BERT and MöbiusBERT against Hugging Face's FlaxBert.
+
+Per model size, these steps are compiled, then timed in the same run, interleaved (round robin):
+  * hf bert: `transformers.FlaxBertForMaskedLM`; logits at all B × L positions (that is how
+    the model works), the loss over the masked ones (as in HF's `run_mlm_flax.py`);
+  * bert: our `MaskedLM` through `train.train.train_step`; logits at the masked positions
+    only (`masked_positions`, 15 % of the tokens);
+  * bert, all logits: ours with logits at all positions, like HF (an ablation: how much of
+    the difference is the output layer);
+  * möbius bert: our MöbiusBERT preset of the same size (framed: Möbius first and last layers).
+All share the project's optimiser (`train.train.make_optimizer`: clipping, AdamW with the
+default config's hyperparameters and weight-decay mask), BERT's masking (`mask_tokens`, done
+inside the step for all), dropout 0.1, float32, vocabulary 30,522 and one fixed batch of
+random token ids (no input pipeline: the step alone is timed). Compile time is the wall time
+of `jit(...).lower(...).compile()`.
+
+transformers is no dependency of the project; install it into the benchmark's environment:
+`pip install --no-deps transformers==4.57.6` plus its small dependencies.
+
+  python benchmarks/train_step.py                          # tiny, small, base
+  python benchmarks/train_step.py --sizes tiny --batch 2 --length 16 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import time
+
+import common  # first: it puts the repository root, with train/ and configs/, on sys.path
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from configs import default as default_config
+from mobius_jax.models import MaskedLM, ModelConfig
+from mobius_jax.models.params import count_params
+from mobius_jax.sharding import DEFAULT_RULES, make_mesh
+from train import input_pipeline, partitioning, train
+
+VOCAB = 30_522
+VARIANTS = ("hf bert", "bert", "bert, all logits", "möbius bert")
+
+
+def optimizer_config():
+  """The default config's optimiser; a long schedule, so the rate is not zero while timed."""
+  config = default_config.get_config()
+  config.num_train_steps = 10_000
+  return config
+
+
+def masking(length: int) -> dict:
+  return dict(
+    rate=0.15,
+    max_predictions=math.ceil(0.15 * length),
+    mask_id=input_pipeline.SPECIAL_TOKENS.index("[MASK]"),
+    vocab_size=VOCAB,
+    num_special=len(input_pipeline.SPECIAL_TOKENS),
+  )
+
+
+class AllLogitsMaskedLM(MaskedLM):
+  """Our `MaskedLM` with logits at every position; the loss reads the masked ones."""
+
+  def __call__(self, input_ids, *, masked_positions=None, **kwargs):
+    logits = super().__call__(input_ids, **kwargs)
+    if masked_positions is None:
+      return logits
+    return jnp.take_along_axis(logits, masked_positions[..., None], axis=1)
+
+
+def our_step(preset: str, length: int, mesh, *, all_logits: bool = False, **overrides):
+  """(jitted train step, initial state, parameter count) of our model on `mesh`."""
+  model_config = ModelConfig.preset(preset, **{"vocab_size": VOCAB, **overrides})
+  model = (AllLogitsMaskedLM if all_logits else MaskedLM)(model_config)
+  config = optimizer_config()
+  config.max_len = length
+  optimizer = train.make_optimizer(config)
+  state, shardings = partitioning.sharded_init(
+    train._init_fn(model, optimizer, config), mesh, jax.random.key(0)
+  )
+  objective = train.Objective(model, "pretrain", masking=masking(length))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  step = jax.jit(
+    functools.partial(train.train_step, objective=objective),
+    in_shardings=(shardings, partitioning.batch_sharding(mesh), replicated),
+    out_shardings=(shardings, replicated),
+    donate_argnums=0,
+  )
+  return step, state, count_params(state.params)
+
+
+def hf_step(size: str, length: int):
+  """(jitted train step, initial state, parameter count) of `FlaxBertForMaskedLM`."""
+  from transformers import BertConfig, FlaxBertForMaskedLM
+
+  ours = ModelConfig.preset(f"bert-{size}", vocab_size=VOCAB)
+  hf_config = BertConfig(
+    vocab_size=VOCAB,
+    hidden_size=ours.hidden_size,
+    num_hidden_layers=ours.num_layers,
+    num_attention_heads=ours.num_heads,
+    intermediate_size=ours.intermediate_size,
+    max_position_embeddings=ours.max_position_embeddings,
+  )
+  model = FlaxBertForMaskedLM(hf_config, seed=0)
+  state = train.TrainState.create(
+    apply_fn=model.__call__,
+    params=model.params,
+    tx=train.make_optimizer(optimizer_config()),
+    rng=jax.random.key(0),
+  )
+  mask_kwargs = masking(length)
+
+  def step(state, batch, rng):
+    mask_rng, dropout_rng = jax.random.split(rng)
+    ids, positions, labels, weights = train.mask_tokens(mask_rng, batch["input_ids"], **mask_kwargs)
+    rows = jnp.arange(ids.shape[0])[:, None]
+    # run_mlm_flax.py's loss: labels at every position, weight 0 where nothing was masked.
+    all_labels = jnp.zeros_like(ids).at[rows, positions].set(labels)
+    all_weights = jnp.zeros(ids.shape).at[rows, positions].set(weights)
+
+    def loss_fn(params):
+      logits = model(
+        ids,
+        attention_mask=ids != input_pipeline.PAD_ID,
+        params=params,
+        dropout_rng=dropout_rng,
+        train=True,
+      ).logits
+      losses = optax.softmax_cross_entropy_with_integer_labels(logits, all_labels)
+      return (losses * all_weights).sum() / all_weights.sum()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), {"loss": loss}
+
+  return jax.jit(step, donate_argnums=0), state, count_params(state.params)
+
+
+def build(name: str, size: str, length: int, mesh):
+  """(jitted train step, initial state, parameter count) of one of `VARIANTS`."""
+  if name == "hf bert":
+    return hf_step(size, length)
+  if name == "möbius bert":
+    return our_step(f"mobius_bert-{size}", length, mesh)
+  return our_step(f"bert-{size}", length, mesh, all_logits=name == "bert, all logits")
+
+
+class Runner:
+  """Holds a compiled step's state; each call runs one step and blocks until it is done."""
+
+  def __init__(self, compiled, state, batch, mesh):
+    self.compiled, self.state, self.batch, self.mesh = compiled, state, batch, mesh
+    self.rng, self.steps, self.losses = jax.random.key(1), 0, []
+
+  def __call__(self):
+    with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(self.mesh):
+      self.state, metrics = self.compiled(
+        self.state, self.batch, jax.random.fold_in(self.rng, self.steps)
+      )
+    self.steps += 1
+    self.losses.append(metrics["loss"])
+    jax.block_until_ready(self.state)
+
+
+def compile_runner(step, state, batch, mesh) -> tuple[Runner, float]:
+  """The step compiled for these arguments, and the seconds the compilation took."""
+  start = time.perf_counter()
+  with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(mesh):
+    compiled = step.lower(state, batch, jax.random.key(1)).compile()
+  return Runner(compiled, state, batch, mesh), time.perf_counter() - start
+
+
+def random_batch(batch: int, length: int, seed: int = 0) -> dict:
+  """Token ids drawn uniformly from the ordinary (non-special) tokens: no padding."""
+  num_special = len(input_pipeline.SPECIAL_TOKENS)
+  ids = jax.random.randint(jax.random.key(seed), (batch, length), num_special, VOCAB)
+  return {"input_ids": ids.astype(jnp.int32)}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sizes", nargs="+", default=["tiny", "small", "base"])
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--length", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+  args = parser.parse_args(argv)
+
+  mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  tokens = args.batch * args.length
+  print(
+    f"# {common.machine()}  float32, batch {args.batch} × length {args.length} = {tokens} "
+    f"tokens per step, vocabulary {VOCAB}, median of {args.repeats}"
+  )
+  print(
+    common.table(
+      [
+        *("size", "model", "parameters", "compile s", "step ms", "tokens/s"),
+        *("÷ hf tokens/s", "÷ bert step time"),
+      ]
+    )
+  )
+  for size in args.sizes:
+    batch = jax.device_put(random_batch(args.batch, args.length))
+    runners, compile_s, params = {}, {}, {}
+    for name in args.variants:
+      step, state, params[name] = build(name, size, args.length, mesh)
+      runners[name], compile_s[name] = compile_runner(step, state, batch, mesh)
+    t = common.time_interleaved(runners, args.repeats)
+    for name in args.variants:
+      vs_hf = f"{t['hf bert'] / t[name]:.2f}×" if "hf bert" in t else ""
+      vs_bert = f"{t[name] / t['bert']:.2f}×" if "bert" in t else ""
+      print(
+        f"| {size} | {name} | {params[name] / 1e6:.1f} M | {compile_s[name]:.1f} "
+        f"| {1e3 * t[name]:.0f} | {tokens / t[name]:.0f} | {vs_hf} | {vs_bert} |",
+        flush=True,
+      )
+    first = {name: f"{float(r.losses[0]):.3f}" for name, r in runners.items()}
+    print(f"# {size}: first-step losses {first}")
+
+
+if __name__ == "__main__":
+  main()
