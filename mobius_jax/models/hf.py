@@ -135,7 +135,8 @@ def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -
   state = {}
   for ours, theirs, transposed in _name_map(config, heads):
     value = np.asarray(flat[ours])
-    state[theirs] = value.T if transposed else value
+    # Contiguous copies: safetensors' numpy `save_file` writes a transposed view's buffer as is.
+    state[theirs] = np.ascontiguousarray(value.T if transposed else value)
   if "mlm_head" in params:
     state["cls.predictions.decoder.weight"] = state["embeddings.word_embeddings.weight"]
     state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]

@@ -162,6 +162,8 @@ def test_round_trip_through_hf_names(family):
   params = {**params, "mlm_head": mlm["mlm_head"]}
   state = convert.params_to_hf(params, config)
   assert f"{family}.encoder.layer.1.attention.self.query.weight" in state
+  # C-contiguous, so that writers of raw buffers (safetensors' numpy save_file) write them right.
+  assert all(value.flags.c_contiguous for value in state.values())
   back = convert.params_from_hf(state, config)
   jax.tree.map(np.testing.assert_array_equal, back, params)
   assert convert.config_from_hf(convert.config_to_hf(config)) == config
