@@ -1,8 +1,10 @@
 """The training loop under `tfds.testing.mock_data`: steps, sharding, resume, bad input."""
 
+import json
 import os
 import signal
 
+import flax
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -12,7 +14,8 @@ import tensorflow_datasets.text.c4
 import tensorflow_datasets.text.glue
 
 from configs import default
-from train import partitioning, train
+from mobius_jax.models import MaskedLM, ModelConfig, hf
+from train import input_pipeline, partitioning, train
 from train.checkpointing import CheckpointMismatchError
 
 
@@ -96,6 +99,46 @@ def test_one_finetuning_step_from_a_pretraining_run(tmp_path, pretrained, task):
   }[task]
   for split, metric in expected.items():
     assert metric in summary["eval"][split]
+
+
+def hugging_face_checkpoint(directory):
+  """A random BERT saved as a Hugging Face checkpoint: config.json, model.safetensors (PyTorch
+  names, as `save_pretrained` writes them) and vocab.txt. Returns our parameters of it."""
+  safetensors = pytest.importorskip("safetensors.numpy")
+  letters = "abcdefghijklmnopqrstuvwxyz"
+  words = ["the", "film", "good", "bad", *letters, *(f"##{c}" for c in letters)]
+  vocab = [*input_pipeline.SPECIAL_TOKENS, *words]
+  config = ModelConfig.preset("bert-tiny", vocab_size=len(vocab), max_position_embeddings=64)
+  params = MaskedLM(config).init(jax.random.PRNGKey(3), np.zeros((1, 8), np.int32))["params"]
+  params = jax.tree.map(np.asarray, flax.linen.meta.unbox(params))
+  directory.mkdir()
+  (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  (directory / "config.json").write_text(json.dumps(hf.config_to_hf(config)))
+  safetensors.save_file(hf.params_to_hf(params, config), str(directory / "model.safetensors"))
+  return params
+
+
+@pytest.mark.parametrize("layout", ["none", "framed"])
+def test_finetuning_from_a_hugging_face_checkpoint(tmp_path, layout):
+  """init_from="hf:DIR" loads the checkpoint (upcycled to Möbius layers with "framed")."""
+  source = hugging_face_checkpoint(tmp_path / "hf")
+  config = finetune_config(init_from=f"hf:{tmp_path / 'hf'}")
+  config.model_overrides.layout = layout
+  config.optimizer.learning_rate = 0.0  # the step leaves the loaded weights as they were
+  summary = train.train_and_evaluate(config, tmp_path / "run")
+  assert summary["status"] == "completed" and np.isfinite(losses(summary)[0])
+  run = train.restore_run(tmp_path / "run")
+  assert run.model_config.layer_kinds == {"none": "VV", "framed": "MM"}[layout]
+  loaded = run.params["backbone"]
+  np.testing.assert_array_equal(
+    loaded["embeddings"]["word_embeddings"]["embedding"],
+    source["backbone"]["embeddings"]["word_embeddings"]["embedding"],
+  )
+  if layout == "none":
+    np.testing.assert_array_equal(
+      loaded["encoder"]["layer_1"]["mlp"]["output"]["kernel"],
+      source["backbone"]["encoder"]["layer_1"]["mlp"]["output"]["kernel"],
+    )
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
