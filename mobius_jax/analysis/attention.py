@@ -46,7 +46,8 @@ def attention_weights(
   Returns:
     One float32 `[B, N, L, L]` array per layer (query × key), rows summing to 1.
   """
-  backbone = {k: v for k, v in nn.meta.unbox(params).get("backbone", params).items()}
+  params = nn.meta.unbox(params)
+  backbone = params.get("backbone", params)
   encoder_params(backbone)  # checks that these are an encoder's parameters
   model = Transformer(config, with_pooler="pooler" in backbone)
   _, state = jax.jit(model.apply, static_argnames="mutable")(
