@@ -6,6 +6,10 @@ vanilla head, complex dims of a Möbius head).
 Both layers take the attention function as an attribute (`attention_fn`), so other kernels
 plug in without new modules, and both `sow` their attention weights `[B, N, L, L]` into the
 `intermediates` collection when it is mutable (for analysis; costs an extra score computation).
+
+Both can compute their output at some tokens only (`output_indices`, int `[B, P]`): queries
+at those tokens, keys and values at all. A masked-LM's last layer needs no more (see
+`mobius_jax.models.MaskedLM`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import functools
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mobius_jax.layers.config import LayerConfig
@@ -27,6 +32,8 @@ from mobius_jax.ops import (
   dot_product_attention,
   mobius_attention_logits,
   mobius_dot_product_attention,
+  query_positions,
+  take_tokens,
 )
 from mobius_jax.sharding import (
   ACT_BATCH,
@@ -51,6 +58,17 @@ def _split_heads(x: jnp.ndarray, num_heads: int) -> jnp.ndarray:
 def _merge_heads(x: jnp.ndarray) -> jnp.ndarray:
   """[B, L, N, D] → [B, L, H]."""
   return x.reshape(*x.shape[:-2], -1)
+
+
+def _queried(x, positions, output_indices):
+  """(query tokens, their position ids): `x` (`[B, L, H]` or a pair) at `output_indices`.
+
+  All tokens, and `positions` as given, when `output_indices` is None.
+  """
+  if output_indices is None:
+    return x, positions
+  x_query = jax.tree.map(lambda part: take_tokens(part, output_indices), x)
+  return x_query, query_positions(positions, output_indices)
 
 
 class _Attention(nn.Module):
@@ -80,24 +98,35 @@ class SelfAttention(_Attention):
   """
 
   @nn.compact
-  def __call__(self, x, *, mask=None, positions=None, deterministic: bool = True):
-    """x: `[B, L, H]`; mask: boolean, broadcastable to `[B, N, L, L]`; positions: `[(B,) L]`.
+  def __call__(
+    self, x, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
+  ):
+    """Self-attention of `x`, at every token or at `output_indices` only.
+
+    Args:
+      x: `[B, L, H]`.
+      mask: boolean, broadcastable to `[B, N, L, L]` (`[B, N, P, L]` with `output_indices`).
+      positions: `[(B,) L]` position ids, for rotary positions; default 0 … L − 1.
+      output_indices: optional int `[B, P]`: the tokens to compute the output at.
+      deterministic: no attention dropout when True.
 
     Returns:
-      `[B, L, H]`.
+      `[B, L, H]`, or `[B, P, H]` with `output_indices`.
     """
     cfg = self.config
     x = nn.with_logical_constraint(x, STREAM_AXES)
+    x_query, query_pos = _queried(x, positions, output_indices)
     hidden = x.shape[-1]
     kwargs = dict(
       init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
     )
     q, k, v = (
-      _split_heads(dense(hidden, (EMBED, HEADS), name=name, **kwargs)(x), cfg.num_heads)
-      for name in ("query", "key", "value")
+      _split_heads(dense(hidden, (EMBED, HEADS), name=name, **kwargs)(inputs), cfg.num_heads)
+      for name, inputs in (("query", x_query), ("key", x), ("value", x))
     )
     if cfg.rotary:
-      q, k = (apply_rope(t, positions, base=cfg.rotary_base) for t in (q, k))
+      q = apply_rope(q, query_pos, base=cfg.rotary_base)
+      k = apply_rope(k, positions, base=cfg.rotary_base)
     self._sow_weights(lambda: attention_logits(q, k), mask)
     attention_fn = self.attention_fn or functools.partial(
       dot_product_attention, implementation=cfg.attention_implementation
@@ -124,16 +153,19 @@ class MobiusSelfAttention(_Attention):
   """
 
   @nn.compact
-  def __call__(self, x: Pair, *, mask=None, positions=None, deterministic: bool = True):
-    """x: pair of `[B, L, H]`; mask, positions: as in `SelfAttention`.
+  def __call__(
+    self, x: Pair, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
+  ):
+    """x: pair of `[B, L, H]`; the other arguments as in `SelfAttention`.
 
     Returns:
-      Pair of `[B, L, H]`.
+      Pair of `[B, L, H]`, or of `[B, P, H]` with `output_indices`.
     """
     cfg = self.config
     # Pinning the input's sharding is not only tidy: on a 2×2×2 CPU mesh, XLA (jax 0.10.2)
     # miscompiled this layer when the input's sharding was left to propagation.
     x = tuple(nn.with_logical_constraint(part, STREAM_AXES) for part in x)
+    x_query, query_pos = _queried(x, positions, output_indices)
     hidden = x[0].shape[-1]
     mobius_dims = cfg.mobius_heads * cfg.head_dim
     kwargs = dict(dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
@@ -142,9 +174,9 @@ class MobiusSelfAttention(_Attention):
     queries = []
     if mobius_dims:
       if cfg.mobius_query == "linear":
-        z = ComplexDense(mobius_dims, name="query_linear", **dense_kwargs)(x)
+        z = ComplexDense(mobius_dims, name="query_linear", **dense_kwargs)(x_query)
       else:
-        z = tuple(part[..., :mobius_dims] for part in x)
+        z = tuple(part[..., :mobius_dims] for part in x_query)
       mobius = MobiusMap(
         initialization=cfg.mobius_init,
         init_noise=cfg.mobius_init_noise,
@@ -154,7 +186,7 @@ class MobiusSelfAttention(_Attention):
       )
       queries.append(mobius(z))
     if mobius_dims < hidden:
-      queries.append(ComplexDense(hidden - mobius_dims, name="query", **dense_kwargs)(x))
+      queries.append(ComplexDense(hidden - mobius_dims, name="query", **dense_kwargs)(x_query))
     q = tuple(jnp.concatenate([query[i] for query in queries], axis=-1) for i in range(2))
 
     def project(name):
@@ -165,7 +197,8 @@ class MobiusSelfAttention(_Attention):
     k, v = project("key")(x), project("value")(x)
     q, k, v = (tuple(_split_heads(part, cfg.num_heads) for part in t) for t in (q, k, v))
     if cfg.rotary:
-      q, k = (apply_complex_rope(t, positions, base=cfg.rotary_base) for t in (q, k))
+      q = apply_complex_rope(q, query_pos, base=cfg.rotary_base)
+      k = apply_complex_rope(k, positions, base=cfg.rotary_base)
     score = cfg.mobius_score
     self._sow_weights(lambda: mobius_attention_logits(q, k, score=score), mask)
     attention_fn = self.attention_fn or functools.partial(

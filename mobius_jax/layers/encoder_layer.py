@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
 from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import dense, partitioned
+from mobius_jax.ops import take_tokens
 from mobius_jax.sharding import ACT_MLP, EMBED, MLP, STREAM_AXES
 
 Pair = tuple[jnp.ndarray, jnp.ndarray]
@@ -65,13 +66,20 @@ class EncoderLayer(nn.Module):
   attention_fn: Callable | None = None
 
   @nn.compact
-  def __call__(self, x, *, mask=None, positions=None, deterministic: bool = True):
-    """x: `[B, L, H]` → `[B, L, H]`; mask and positions as in `SelfAttention`."""
+  def __call__(
+    self, x, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
+  ):
+    """x: `[B, L, H]` → `[B, L, H]` (`[B, P, H]` at `output_indices` `[B, P]`).
+
+    mask, positions and output_indices: as in `SelfAttention`.
+    """
     cfg = self.config
     dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
     a = SelfAttention(cfg, self.attention_fn, name="attention")(
-      x, mask=mask, positions=positions, deterministic=deterministic
+      x, mask=mask, positions=positions, output_indices=output_indices, deterministic=deterministic
     )
+    if output_indices is not None:
+      x = take_tokens(x, output_indices)
     x = layer_norm(cfg, "attention_norm")(x + dropout(a))
     x = layer_norm(cfg, "mlp_norm")(x + dropout(FeedForward(cfg, name="mlp")(x)))
     return nn.with_logical_constraint(x, STREAM_AXES)
@@ -92,13 +100,20 @@ class ComplexEncoderLayer(nn.Module):
   attention_fn: Callable | None = None
 
   @nn.compact
-  def __call__(self, x: Pair, *, mask=None, positions=None, deterministic: bool = True) -> Pair:
-    """x: pair of `[B, L, H]` → pair of `[B, L, H]`; mask and positions as in `SelfAttention`."""
+  def __call__(
+    self, x: Pair, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
+  ) -> Pair:
+    """x: pair of `[B, L, H]` → pair of `[B, L, H]` (`[B, P, H]` at `output_indices`).
+
+    mask, positions and output_indices: as in `SelfAttention`.
+    """
     cfg = self.config
     dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
     attended = MobiusSelfAttention(cfg, self.attention_fn, name="attention")(
-      x, mask=mask, positions=positions, deterministic=deterministic
+      x, mask=mask, positions=positions, output_indices=output_indices, deterministic=deterministic
     )
+    if output_indices is not None:
+      x = tuple(take_tokens(part, output_indices) for part in x)
     out = []
     for part, channel, a in zip(("real", "imag"), x, attended, strict=True):
       channel = layer_norm(cfg, f"attention_norm_{part}")(channel + dropout(a))

@@ -100,12 +100,20 @@ class Encoder(nn.Module):
   mobius_attention_fn: Callable | None = None
 
   @nn.compact
-  def __call__(self, x, *, imag_input, mask, positions, deterministic: bool = True):
-    """x, imag_input: `[B, L, H]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, H]`."""
-    kwargs = dict(mask=mask, positions=positions, deterministic=deterministic)
+  def __call__(
+    self, x, *, imag_input, mask, positions, output_indices=None, deterministic: bool = True
+  ):
+    """x, imag_input: `[B, L, H]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, H]`.
+
+    With `output_indices` (int `[B, P]`) the last layer computes its output at those tokens
+    only → `[B, P, H]`.
+    """
     first_input, stream = x, x
+    last = len(self.config.layer_kinds) - 1
     for i, kind in enumerate(self.config.layer_kinds):
       name = f"layer_{i}"
+      kwargs = dict(mask=mask, positions=positions, deterministic=deterministic)
+      kwargs["output_indices"] = output_indices if i == last else None
       if kind == "M":
         if not isinstance(stream, tuple):
           stream = (stream, imag_input if i == 0 else first_input)
@@ -160,6 +168,7 @@ class Transformer(nn.Module):
     attention_mask=None,
     token_type_ids=None,
     position_ids=None,
+    output_indices=None,
     deterministic: bool = True,
   ) -> EncoderOutput:
     """Encodes a batch.
@@ -169,12 +178,21 @@ class Transformer(nn.Module):
       attention_mask: `[B, L]`, non-zero at real tokens, zero at padding; default all real.
       token_type_ids: int `[B, L]`; default zeros.
       position_ids: int `[B, L]` or `[L]`; default 0 … L − 1.
+      output_indices: optional int `[B, P]`: the last layer computes its output at these
+        tokens only (its keys and values still see every token): the sequence output is
+        `[B, P, H]`, the same rows as the full output's at those tokens, for less work.
+        Not with the pooler (it reads the first token).
       deterministic: no dropout when True; otherwise needs a "dropout" PRNG stream.
 
     Returns:
-      `EncoderOutput(sequence [B, L, H], pooled [B, H] or None)`.
+      `EncoderOutput(sequence [B, L, H] or [B, P, H], pooled [B, H] or None)`.
     """
     cfg = self.config
+    if output_indices is not None and self.has_pooler:
+      raise ValueError(
+        "output_indices leaves out the first token that BERT's pooler reads; build the "
+        "Transformer with with_pooler=False to use it."
+      )
     length = input_ids.shape[-1]
     positions = jnp.arange(length) if position_ids is None else position_ids
     if token_type_ids is None:
@@ -187,7 +205,12 @@ class Transformer(nn.Module):
         position_embeddings = sinusoidal_position_encoding(positions, cfg.hidden_size)
       imag_input = jnp.broadcast_to(position_embeddings, x.shape).astype(x.dtype)
     x = self.encoder(
-      x, imag_input=imag_input, mask=mask, positions=positions, deterministic=deterministic
+      x,
+      imag_input=imag_input,
+      mask=mask,
+      positions=positions,
+      output_indices=output_indices,
+      deterministic=deterministic,
     )
     pooled = jnp.tanh(self.pooler(x[:, 0])) if self.has_pooler else None
     return EncoderOutput(x, pooled)
@@ -214,16 +237,17 @@ class MaskedLM(nn.Module):
     Args:
       input_ids: int `[B, L]`.
       masked_positions: optional int `[B, P]`: compute logits only at these positions (the
-        output layer over V words is most of an MLM step's cost; MosaicBERT does the same).
+        output layer over V words is most of an MLM step's cost; MosaicBERT does the same),
+        and the last layer's output only there too (`Transformer`'s `output_indices`).
       deterministic: as in `Transformer`.
       **inputs: `attention_mask`, `token_type_ids`, `position_ids`, as in `Transformer`.
 
     Returns:
       float `[B, L, V]`, or `[B, P, V]` with `masked_positions`.
     """
-    x = self.backbone(input_ids, deterministic=deterministic, **inputs).sequence
-    if masked_positions is not None:
-      x = jnp.take_along_axis(x, masked_positions[..., None], axis=1)
+    x = self.backbone(
+      input_ids, output_indices=masked_positions, deterministic=deterministic, **inputs
+    ).sequence
     return self.mlm_head(x, self.backbone.embeddings.attend)
 
 

@@ -25,8 +25,10 @@ from mobius_jax.ops.mobius import (
 from mobius_jax.ops.positions import (
   apply_complex_rope,
   apply_rope,
+  query_positions,
   rotary_frequencies,
   sinusoidal_position_encoding,
+  take_tokens,
 )
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
   "mobius_transform_pair",
   "normalize",
   "padding_mask",
+  "query_positions",
   "rotary_frequencies",
   "sinusoidal_position_encoding",
+  "take_tokens",
 ]

@@ -1,4 +1,4 @@
-"""Position encodings: rotary embeddings (real RoFormer form and complex form), sinusoids.
+"""Position encodings (rotary, real RoFormer form and complex form; sinusoids), token selection.
 
 Dimension letters: B batch, L length, N heads, H head dim (real, even), C complex dims per head.
 Positions are integer arrays `[L]` or `[B, L]`; None means 0 … L − 1.
@@ -78,6 +78,24 @@ def apply_complex_rope(x: Pair, positions: Array | None = None, *, base: float =
   angles = _angles(_default(positions, length), num_dims, base)[..., None, :]  # [(B,) L, 1, C]
   out = _rotate((re.astype(jnp.float32), im.astype(jnp.float32)), angles)
   return out[0].astype(re.dtype), out[1].astype(im.dtype)
+
+
+def take_tokens(x: Array, indices: Array) -> Array:
+  """The tokens of `x` at `indices`, per row: `[B, L, ...]`, int `[B, P]` → `[B, P, ...]`."""
+  indices = indices.reshape(*indices.shape, *(1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, indices, axis=1)
+
+
+def query_positions(positions: Array | None, indices: Array) -> Array:
+  """Position ids `[B, P]` of the tokens at `indices` `[B, P]`; positions: `[L]`, `[B, L]`, None.
+
+  None stands for 0 … L − 1, so the ids are the indices themselves.
+  """
+  if positions is None:
+    return indices
+  if positions.ndim == 1:
+    return positions[indices]
+  return take_tokens(positions, indices)
 
 
 def _default(positions: Array | None, length: int) -> Array:

@@ -94,6 +94,33 @@ def test_outputs_at_real_tokens_do_not_change_when_padding_is_added(preset):
   np.testing.assert_allclose(padded[:, :4], short, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+  "preset, overrides",
+  [
+    ("bert", {}),
+    ("roformer", {}),
+    ("mobius_bert", {}),  # framed: the last layer is a Möbius layer
+    ("mobius_roformer", {"layout": "bottom", "mobius_query": "linear"}),
+  ],
+)
+def test_logits_at_masked_positions_are_the_full_logits_rows(preset, overrides):
+  # The last layer then computes its output at the masked tokens only: same rows, less work.
+  config = tiny(preset, **overrides)
+  params = init(MaskedLM(config), config)
+  masked = jnp.array([[3, 0, 1], [5, 2, 2]])
+  positions = jnp.arange(IDS.shape[1]) + jnp.array([[0], [9]])  # [B, L] position ids
+  full = mlm_logits(config, params, position_ids=positions)
+  rows = mlm_logits(config, params, position_ids=positions, masked_positions=masked)
+  chex.assert_shape(rows, (2, 3, config.vocab_size))
+  np.testing.assert_allclose(rows, jnp.take_along_axis(full, masked[..., None], axis=1), atol=1e-5)
+
+
+def test_output_indices_refuse_the_pooler():
+  config = tiny("bert")
+  with pytest.raises(ValueError, match="with_pooler=False"):
+    Transformer(config).init(jax.random.key(0), IDS, output_indices=jnp.zeros((2, 1), jnp.int32))
+
+
 def test_roformer_outputs_do_not_depend_on_absolute_positions():
   config = tiny("roformer")
   params = init(MaskedLM(config), config)

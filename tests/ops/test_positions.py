@@ -92,3 +92,13 @@ def test_odd_widths_are_rejected():
     mj.apply_rope(normal(0, 1, L, N, 7))
   with pytest.raises(ValueError, match="must be even"):
     mj.sinusoidal_position_encoding(L, 5)
+
+
+def test_query_positions_follow_the_position_ids_of_the_chosen_tokens():
+  indices = jnp.array([[2, 0], [1, 1]])
+  np.testing.assert_array_equal(mj.query_positions(None, indices), indices)
+  np.testing.assert_array_equal(mj.query_positions(jnp.arange(3) + 5, indices), indices + 5)
+  per_row = jnp.array([[7, 8, 9], [0, 4, 2]])
+  np.testing.assert_array_equal(mj.query_positions(per_row, indices), [[9, 7], [4, 4]])
+  x = jnp.arange(2 * 3 * 2).reshape(2, 3, 2)
+  np.testing.assert_array_equal(mj.take_tokens(x, indices), [[[4, 5], [0, 1]], [[8, 9], [8, 9]]])
