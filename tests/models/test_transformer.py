@@ -193,6 +193,43 @@ def test_bfloat16_forward_pass_stays_close_to_float32(preset):
   np.testing.assert_allclose(np.asarray(half, np.float32), full, atol=0.15 * scale)
 
 
+def _matmul_dtypes(jaxpr, found):
+  """(input dtypes, name stack) of every dot_general in `jaxpr` and its sub-jaxprs."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      dtypes = tuple(str(v.aval.dtype) for v in eqn.invars)
+      found.append((dtypes, str(eqn.source_info.name_stack)))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      _matmul_dtypes(sub, found)
+  return found
+
+
+@pytest.mark.parametrize("preset", ["bert", "mobius_roformer"])
+def test_bfloat16_training_runs_its_matmuls_in_bfloat16(preset):
+  # No float32 upcast in a bfloat16 train step: the only float32 operands are the score
+  # gradients in the attention's backward (its scores and softmax are float32 on purpose, as
+  # in jax.nn.dot_product_attention's "xla" path).
+  config = tiny(preset, dtype="bfloat16")
+  model = MaskedLM(config)
+  params = init(model, config)
+
+  def loss(p):
+    logits = model.apply(
+      {"params": p},
+      IDS,
+      masked_positions=IDS[:, :2] % 6,
+      deterministic=False,
+      rngs={"dropout": jax.random.key(0)},
+    )
+    return logits.astype(jnp.float32).sum()
+
+  matmuls = _matmul_dtypes(jax.make_jaxpr(jax.grad(loss))(params).jaxpr, [])
+  assert len(matmuls) > 20
+  upcast = [name for dtypes, name in matmuls if "float32" in dtypes]
+  assert upcast, "expected the attention's score gradients in float32"
+  assert all(name.endswith("btnh,bsnh->bnts") for name in upcast), upcast
+
+
 @pytest.mark.parametrize(
   "overrides",
   [
