@@ -153,6 +153,19 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
   np.testing.assert_allclose(losses(a), losses(b), rtol=1e-4)
 
 
+def test_the_loop_compiles_its_train_and_eval_steps_once(tmp_path, caplog):
+  # A recompiling step (say, a Python scalar changing between steps) would cost a compilation
+  # per step; logging, checkpointing and the eval batches must not trigger one either.
+  config = pretrain_config(num_train_steps=5, log_every_steps=2, checkpoint_every_steps=2)
+  with jax.log_compiles(), caplog.at_level("WARNING"):
+    train.train_and_evaluate(config, tmp_path / "run")
+  compiled = [
+    r.getMessage().split()[1] for r in caplog.records if "Compiling jit(" in r.getMessage()
+  ]
+  assert compiled.count("jit(train_step)") == 1, compiled
+  assert compiled.count("jit(eval_step)") == 1, compiled
+
+
 # ---------------------------------------------------------------------------------- sharding
 
 
