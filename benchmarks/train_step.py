@@ -3,16 +3,19 @@
 Per model size, these steps are compiled, then timed in the same run, interleaved (round robin):
   * hf bert: `transformers.FlaxBertForMaskedLM`; logits at all B × L positions (that is how
     the model works), the loss over the masked ones (as in HF's `run_mlm_flax.py`);
-  * bert: our `MaskedLM` through `train.train.train_step`; logits at the masked positions
-    only (`masked_positions`, 15 % of the tokens);
-  * bert, all logits: ours with logits at all positions, like HF (an ablation: how much of
-    the difference is the output layer);
+  * bert: our `MaskedLM` through `train.train.train_step`; the last layer's output and the
+    logits at the masked positions only (`masked_positions`, 15 % of the tokens);
+  * bert, full last layer: ours with the last layer at all positions, the logits at the
+    masked ones (an ablation: what the last layer's fast path gains);
+  * bert, all logits: ours with the last layer and the logits at all positions, like HF (an
+    ablation: how much of the difference is the output layer);
   * möbius bert: our MöbiusBERT preset of the same size (framed: Möbius first and last layers).
 All share the project's optimiser (`train.train.make_optimizer`: clipping, AdamW with the
 default config's hyperparameters and weight-decay mask), BERT's masking (`mask_tokens`, done
 inside the step for all), dropout 0.1, float32, vocabulary 30,522 and one fixed batch of
 random token ids (no input pipeline: the step alone is timed). Compile time is the wall time
-of `jit(...).lower(...).compile()`.
+of `jit(...).lower(...).compile()`; GFLOP is XLA's count for the compiled step
+(`cost_analysis()`), so `hf GFLOP ÷ GFLOP` is the speed-up the work alone allows.
 
 transformers is no dependency of the project; install it into the benchmark's environment:
 `pip install --no-deps transformers==4.57.6` plus its small dependencies.
@@ -37,11 +40,12 @@ import optax
 from configs import default as default_config
 from mobius_jax.models import MaskedLM, ModelConfig
 from mobius_jax.models.params import count_params
+from mobius_jax.ops import take_tokens
 from mobius_jax.sharding import DEFAULT_RULES, make_mesh
 from train import input_pipeline, partitioning, train
 
 VOCAB = 30_522
-VARIANTS = ("hf bert", "bert", "bert, all logits", "möbius bert")
+VARIANTS = ("hf bert", "bert", "bert, full last layer", "bert, all logits", "möbius bert")
 
 
 def optimizer_config():
@@ -68,13 +72,26 @@ class AllLogitsMaskedLM(MaskedLM):
     logits = super().__call__(input_ids, **kwargs)
     if masked_positions is None:
       return logits
-    return jnp.take_along_axis(logits, masked_positions[..., None], axis=1)
+    return take_tokens(logits, masked_positions)
 
 
-def our_step(preset: str, length: int, mesh, *, all_logits: bool = False, **overrides):
+class FullLastLayerMaskedLM(MaskedLM):
+  """Our `MaskedLM` with the last layer at every position, the logits at the masked ones."""
+
+  def __call__(self, input_ids, *, masked_positions=None, deterministic=True, **kwargs):
+    x = self.backbone(input_ids, deterministic=deterministic, **kwargs).sequence
+    if masked_positions is not None:
+      x = take_tokens(x, masked_positions)
+    return self.mlm_head(x, self.backbone.embeddings.attend)
+
+
+ABLATIONS = {"bert, full last layer": FullLastLayerMaskedLM, "bert, all logits": AllLogitsMaskedLM}
+
+
+def our_step(preset: str, length: int, mesh, *, model_class=MaskedLM, **overrides):
   """(jitted train step, initial state, parameter count) of our model on `mesh`."""
   model_config = ModelConfig.preset(preset, **{"vocab_size": VOCAB, **overrides})
-  model = (AllLogitsMaskedLM if all_logits else MaskedLM)(model_config)
+  model = model_class(model_config)
   config = optimizer_config()
   config.max_len = length
   optimizer = train.make_optimizer(config)
@@ -145,7 +162,7 @@ def build(name: str, size: str, length: int, mesh):
     return hf_step(size, length)
   if name == "möbius bert":
     return our_step(f"mobius_bert-{size}", length, mesh)
-  return our_step(f"bert-{size}", length, mesh, all_logits=name == "bert, all logits")
+  return our_step(f"bert-{size}", length, mesh, model_class=ABLATIONS.get(name, MaskedLM))
 
 
 class Runner:
@@ -153,6 +170,7 @@ class Runner:
 
   def __init__(self, compiled, state, batch, mesh):
     self.compiled, self.state, self.batch, self.mesh = compiled, state, batch, mesh
+    self.flops = compiled.cost_analysis()["flops"]  # XLA's count for one step
     self.rng, self.steps, self.losses = jax.random.key(1), 0, []
 
   def __call__(self):
@@ -199,7 +217,7 @@ def main(argv=None):
     common.table(
       [
         *("size", "model", "parameters", "compile s", "step ms", "tokens/s"),
-        *("÷ hf tokens/s", "÷ bert step time"),
+        *("÷ hf tokens/s", "÷ bert step time", "GFLOP", "hf GFLOP ÷ GFLOP"),
       ]
     )
   )
@@ -213,9 +231,12 @@ def main(argv=None):
     for name in args.variants:
       vs_hf = f"{t['hf bert'] / t[name]:.2f}×" if "hf bert" in t else ""
       vs_bert = f"{t[name] / t['bert']:.2f}×" if "bert" in t else ""
+      flops = runners[name].flops
+      flops_vs_hf = f"{runners['hf bert'].flops / flops:.2f}×" if "hf bert" in t else ""
       print(
         f"| {size} | {name} | {params[name] / 1e6:.1f} M | {compile_s[name]:.1f} "
-        f"| {1e3 * t[name]:.0f} | {tokens / t[name]:.0f} | {vs_hf} | {vs_bert} |",
+        f"| {1e3 * t[name]:.0f} | {tokens / t[name]:.0f} | {vs_hf} | {vs_bert} "
+        f"| {flops / 1e9:.1f} | {flops_vs_hf} |",
         flush=True,
       )
     first = {name: f"{float(r.losses[0]):.3f}" for name, r in runners.items()}
