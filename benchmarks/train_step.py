@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import time
 
 import common  # first: it puts the repository root, with train/ and configs/, on sys.path
@@ -58,7 +57,7 @@ def optimizer_config():
 def masking(length: int) -> dict:
   return dict(
     rate=0.15,
-    max_predictions=math.ceil(0.15 * length),
+    max_predictions=train.max_predictions(0.15, length),
     mask_id=input_pipeline.SPECIAL_TOKENS.index("[MASK]"),
     vocab_size=VOCAB,
     num_special=len(input_pipeline.SPECIAL_TOKENS),

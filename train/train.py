@@ -93,6 +93,15 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 # ---------------------------------------------------------------------------------- masking
 
 
+def max_predictions(rate: float, length: int) -> int:
+  """The masked positions' buffer size P for rows of `length` tokens: ⌈rate · length⌉, even.
+
+  Even because the last layer's attention then has P queries, and cuDNN's fused attention
+  refuses an odd query length when it trains with a mask.
+  """
+  return min(length, 2 * math.ceil(rate * length / 2))
+
+
 def mask_tokens(
   rng: jax.Array,
   input_ids: jax.Array,
@@ -526,7 +535,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if pretraining:
     masking = dict(
       rate=config.mask_rate,
-      max_predictions=math.ceil(config.mask_rate * config.max_len),
+      max_predictions=max_predictions(config.mask_rate, config.max_len),
       mask_id=tokenizer.token_to_id("[MASK]"),
       vocab_size=tokenizer.get_vocab_size(),
       num_special=len(input_pipeline.SPECIAL_TOKENS),

@@ -73,6 +73,41 @@ def losses(summary):
   return [entry["loss"] for entry in summary["train"]]
 
 
+# ------------------------------------------------------------------------------- masking
+
+
+def test_bert_masking_chooses_ordinary_tokens_at_the_rate_and_replaces_them_80_10_10():
+  length, num_special, vocab_size, mask_id = 128, 5, 1000, 4
+  rng = np.random.default_rng(0)
+  ids = rng.integers(num_special, vocab_size, (64, length))
+  ids[:, 0], ids[:32, 100:] = 2, 0  # [CLS] first; half the rows padded after 100 tokens
+  p = train.max_predictions(0.15, length)
+  assert p == 20 and train.max_predictions(0.15, 512) == 78  # ⌈0.15 L⌉, rounded up to even
+  masked, positions, labels, weights = jax.device_get(
+    train.mask_tokens(
+      jax.random.key(0),
+      jax.numpy.asarray(ids),
+      rate=0.15,
+      max_predictions=p,
+      mask_id=mask_id,
+      vocab_size=vocab_size,
+      num_special=num_special,
+    )
+  )
+  eligible = (ids >= num_special).sum(axis=1)
+  np.testing.assert_array_equal(weights.sum(axis=1), np.round(0.15 * eligible))
+  chosen = positions[weights > 0]
+  rows = np.nonzero(weights > 0)[0]
+  assert (ids[rows, chosen] >= num_special).all()  # never [CLS] or [PAD]
+  np.testing.assert_array_equal(labels, np.take_along_axis(ids, positions, axis=1))
+  new = masked[rows, chosen]
+  shares = [np.mean(new == mask_id), np.mean(new == labels[weights > 0])]
+  assert 0.75 < shares[0] < 0.85 and 0.07 < shares[1] < 0.14, shares
+  unchosen = np.ones_like(ids, bool)
+  unchosen[rows, chosen] = False
+  np.testing.assert_array_equal(masked[unchosen], ids[unchosen])
+
+
 # ------------------------------------------------------------------------------- one step
 
 
