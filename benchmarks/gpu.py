@@ -1,16 +1,19 @@
 """BERT-base and MöbiusBERT-base train steps on one GPU: step time, tokens/s and MFU.
 
 One prepared run: for each length (128 and 512) the masked-LM train step of `train_step.py`
-(ours: `train.train.train_step`, AdamW, logits at the masked positions) of each model, in
-bfloat16 compute with float32 parameters, with the fused attention's implementation `cudnn`
-and `xla` (`jax.nn.dot_product_attention`), compiled, then timed interleaved. Attention dropout
+(ours: `train.train.train_step`, AdamW, the last layer and the logits at the masked positions)
+of each model, in bfloat16 compute with float32 parameters, with the fused attention's
+implementation `cudnn` and `xla` (`jax.nn.dot_product_attention`), compiled, then timed
+interleaved. Attention dropout
 is 0 (the fused kernels take none); hidden dropout stays 0.1.
 
 MFU = model FLOPs per second / the device's dense bfloat16 peak (`PEAK_TFLOPS`, or
 `--peak-tflops`). Model FLOPs per step: 6 · N · tokens, N the parameters outside the embedding
 tables (a complex weight counts as its two real numbers), plus the tied decoder at the masked
 positions, 6 · H · V · masked tokens, plus attention, 12 · B · L² · heads · head width per
-layer (the real width: 2 · D for a Möbius head, whose parts run concatenated).
+layer (the real width: 2 · D for a Möbius head, whose parts run concatenated). Only the work
+the step does is counted: the last layer's weights other than its keys' and values', and the
+masked-LM head's, at the masked tokens only, and its attention for those queries only.
 
 Writes `gpu.json` and `gpu.md` into `--out` (default `$OUT`; nothing written if neither).
 
@@ -45,13 +48,24 @@ def peak_tflops(device_kind: str) -> float | None:
 def model_flops(preset: str, params, batch: int, length: int) -> float:
   """Model FLOPs of one train step (forward + backward); see the module docstring."""
   config = ModelConfig.preset(preset, vocab_size=train_step.VOCAB)
-  flat = traverse_util.flatten_dict(params)
-  dense = sum(v.size for k, v in flat.items() if "embeddings" not in k)
+  tokens = batch * length
   masked = batch * train_step.masking(length)["max_predictions"]
+  last = f"layer_{config.num_layers - 1}"
+
+  def rows(path) -> int:  # how many tokens a weight is applied to
+    at_masked = "mlm_head" in path or (last in path and not {"key", "value"} & set(path))
+    return masked if at_masked else tokens
+
+  flat = traverse_util.flatten_dict(params)
+  dense = sum(v.size * rows(k) for k, v in flat.items() if "embeddings" not in k)
+  queries = [tokens] * (config.num_layers - 1) + [masked]
   head_widths = [config.head_dim * (2 if kind == "M" else 1) for kind in config.layer_kinds]
-  attention = sum(12 * batch * length**2 * config.num_heads * width for width in head_widths)
+  attention = sum(
+    12 * q * length * config.num_heads * width
+    for q, width in zip(queries, head_widths, strict=True)
+  )
   decoder = 6 * config.hidden_size * config.vocab_size * masked
-  return 6 * dense * batch * length + decoder + attention
+  return 6 * dense + decoder + attention
 
 
 def markdown(rows: list[dict], header: str) -> str:
