@@ -4,8 +4,7 @@ One prepared run: for each length (128 and 512) the masked-LM train step of `tra
 (ours: `train.train.train_step`, AdamW, the last layer and the logits at the masked positions)
 of each model, in bfloat16 compute with float32 parameters, with the fused attention's
 implementation `cudnn` and `xla` (`jax.nn.dot_product_attention`), compiled, then timed
-interleaved. Attention dropout
-is 0 (the fused kernels take none); hidden dropout stays 0.1.
+interleaved. Attention dropout is 0 (the fused kernels take none); hidden dropout stays 0.1.
 
 MFU = model FLOPs per second / the device's dense bfloat16 peak (`PEAK_TFLOPS`, or
 `--peak-tflops`). Model FLOPs per step: 6 · N · tokens, N the parameters outside the embedding

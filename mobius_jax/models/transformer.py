@@ -112,8 +112,12 @@ class Encoder(nn.Module):
     last = len(self.config.layer_kinds) - 1
     for i, kind in enumerate(self.config.layer_kinds):
       name = f"layer_{i}"
-      kwargs = dict(mask=mask, positions=positions, deterministic=deterministic)
-      kwargs["output_indices"] = output_indices if i == last else None
+      kwargs = dict(
+        mask=mask,
+        positions=positions,
+        output_indices=output_indices if i == last else None,
+        deterministic=deterministic,
+      )
       if kind == "M":
         if not isinstance(stream, tuple):
           stream = (stream, imag_input if i == 0 else first_input)
