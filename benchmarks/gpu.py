@@ -5,6 +5,10 @@ One prepared run: for each length (128 and 512) the masked-LM train step of `tra
 of each model, in bfloat16 compute with float32 parameters, with the fused attention's
 implementation `cudnn` and `xla` (`jax.nn.dot_product_attention`), compiled, then timed
 interleaved. Attention dropout is 0 (the fused kernels take none); hidden dropout stays 0.1.
+Memory is XLA's compiled temporary buffer size (`memory_analysis().temp_size_in_bytes`: the
+gradients, activations and the attention's buffers), next to the size of one bfloat16
+`[B, N, L, L]` score matrix per layer: the xla path materialises the scores and cuDNN's fused
+kernel does not, so at one length their difference is the memory the fused kernel saves.
 
 MFU = model FLOPs per second / the device's dense bfloat16 peak (`PEAK_TFLOPS`, or
 `--peak-tflops`). Model FLOPs per step: 6 · N · tokens, N the parameters outside the embedding
@@ -73,7 +77,7 @@ def markdown(rows: list[dict], header: str) -> str:
     common.table(
       [
         *("model", "length", "batch", "attention", "compile s", "step ms", "tokens/s"),
-        *("TFLOP/s", "MFU", "÷ bert step time"),
+        *("TFLOP/s", "MFU", "÷ bert step time", "temp MiB", "scores MiB"),
       ]
     ),
   ]
@@ -88,7 +92,7 @@ def markdown(rows: list[dict], header: str) -> str:
     lines.append(
       f"| {r['model']} | {r['length']} | {r['batch']} | {r['implementation']} "
       f"| {r['compile_s']:.1f} | {r['step_ms']:.2f} | {r['tokens_per_s']:.0f} "
-      f"| {r['tflops']:.3g} | {mfu} | {ratio} |"
+      f"| {r['tflops']:.3g} | {mfu} | {ratio} | {r['temp_mib']:.0f} | {r['scores_mib']:.1f} |"
     )
   return "\n".join(lines)
 
@@ -144,6 +148,9 @@ def main(argv=None):
           )
           flops = model_flops(preset, state.params, batch_size, length)
           runner, row["compile_s"] = train_step.compile_runner(step, state, batch, mesh)
+          row["temp_mib"] = runner.compiled.memory_analysis().temp_size_in_bytes / 2**20
+          heads = ModelConfig.preset(preset).num_heads
+          row["scores_mib"] = batch_size * heads * length**2 * 2 / 2**20
         except Exception as error:  # one failed case must not end the run
           rows.append({**row, "error": f"{type(error).__name__}: {error}"})
           print(f"# {preset} {length} {implementation}: {rows[-1]['error']}", flush=True)
