@@ -42,6 +42,7 @@ from mobius_jax.sharding import make_mesh
 
 # Dense bfloat16 peaks (TFLOP/s, no sparsity) by a substring of `device_kind`; first match wins.
 PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0))
+MIB = 2**20
 
 
 def peak_tflops(device_kind: str) -> float | None:
@@ -132,8 +133,11 @@ def main(argv=None):
     runners, cases = {}, {}
     for model in ("bert", "mobius_bert"):
       preset = f"{model}-{args.size}"
+      num_heads = ModelConfig.preset(preset).num_heads
+      scores_mib = batch_size * num_heads * length**2 * 2 / MIB  # one bfloat16 [B, N, L, L]
       for implementation in args.implementations:
         row = dict(model=preset, length=length, batch=batch_size, implementation=implementation)
+        row["scores_mib"] = scores_mib
         if time.perf_counter() - started > args.budget_s:
           rows.append({**row, "error": f"skipped: past --budget-s {args.budget_s:.0f}"})
           continue
@@ -148,9 +152,7 @@ def main(argv=None):
           )
           flops = model_flops(preset, state.params, batch_size, length)
           runner, row["compile_s"] = train_step.compile_runner(step, state, batch, mesh)
-          row["temp_mib"] = runner.compiled.memory_analysis().temp_size_in_bytes / 2**20
-          heads = ModelConfig.preset(preset).num_heads
-          row["scores_mib"] = batch_size * heads * length**2 * 2 / 2**20
+          row["temp_mib"] = runner.compiled.memory_analysis().temp_size_in_bytes / MIB
         except Exception as error:  # one failed case must not end the run
           rows.append({**row, "error": f"{type(error).__name__}: {error}"})
           print(f"# {preset} {length} {implementation}: {rows[-1]['error']}", flush=True)
