@@ -9,8 +9,11 @@ for instance, a weight's `embed` dimension can be split over `fsdp` while the ac
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
+import flax.linen as nn
 import jax
 from jax.sharding import AxisType, Mesh
 
@@ -43,7 +46,10 @@ STREAM_AXES = (ACT_BATCH, ACT_LENGTH, ACT_EMBED)  # the residual stream [B, L, H
 
 # Data parallel over `data` and `fsdp` (FSDP shards the parameters' embed dimension too),
 # tensor parallel over heads, feed-forward width and vocabulary (Megatron-style).
-DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+"""(logical axis name, mesh axis, axes or None) pairs, as `nn.logical_axis_rules` takes them."""
+
+DEFAULT_RULES: Rules = (
   (ACT_BATCH, (DATA, FSDP)),
   (ACT_LENGTH, None),
   (ACT_EMBED, None),
@@ -78,3 +84,10 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, *, devices=None) -
   if math.prod(sizes) != len(devices):
     raise ValueError(f"Mesh {asked} does not fit the {len(devices)} devices.")
   return jax.make_mesh(sizes, MESH_AXES, (AxisType.Auto,) * 3, devices=devices)
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Iterator[None]:
+  """`mesh` and the logical axis `rules` in force: what sharded init, jit and steps need."""
+  with nn.logical_axis_rules(rules), jax.set_mesh(mesh):
+    yield

@@ -1,7 +1,7 @@
 """The learned Möbius maps of a model: extraction, types, determinants and fixed points.
 
-A Möbius layer's `query_mobius/coefficients` `[4, 2, M·D]` hold one map per query dimension of
-its M Möbius heads of D complex dims each; head h owns dimensions h·D … (h + 1)·D − 1.
+A Möbius layer's `query_mobius/coefficients` `[4, 2, M·C]` hold one map per query dimension of
+its M Möbius heads of C complex dims each; head h owns dimensions h·C … (h + 1)·C − 1.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import flax.linen as nn
 import numpy as np
 
 from mobius_jax.models.config import ModelConfig
-from mobius_jax.ops import MOBIUS_TYPES, classify, determinant, fixed_points
-
-MobiusMap = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+from mobius_jax.ops import MOBIUS_TYPES, MapCoefficients, classify, determinant, fixed_points
 
 
 def encoder_params(params: dict) -> dict:
@@ -28,7 +26,7 @@ def encoder_params(params: dict) -> dict:
   return params["encoder"]
 
 
-def mobius_maps(params: dict, config: ModelConfig) -> dict[int, MobiusMap]:
+def mobius_maps(params: dict, config: ModelConfig) -> dict[int, MapCoefficients]:
   """Every learned Möbius map of a model, by layer.
 
   Args:
@@ -36,7 +34,7 @@ def mobius_maps(params: dict, config: ModelConfig) -> dict[int, MobiusMap]:
     config: the model's config (for the head layout).
 
   Returns:
-    {layer index: (a, b, c, d)}, complex128 numpy arrays `[M, D]` (M Möbius heads, D dims per
+    {layer index: (a, b, c, d)}, complex128 numpy arrays `[M, C]` (M Möbius heads, C dims per
     head), for each Möbius layer with at least one Möbius head.
   """
   encoder = encoder_params(params)
@@ -47,7 +45,7 @@ def mobius_maps(params: dict, config: ModelConfig) -> dict[int, MobiusMap]:
     coefficients = np.asarray(
       encoder[f"layer_{i}"]["attention"]["query_mobius"]["coefficients"], np.float64
     )
-    complex_coefficients = coefficients[:, 0] + 1j * coefficients[:, 1]  # [4, M·D]
+    complex_coefficients = coefficients[:, 0] + 1j * coefficients[:, 1]  # [4, M·C]
     shape = (config.mobius_heads, config.head_dim)
     maps[i] = tuple(c.reshape(shape) for c in complex_coefficients)
   return maps
@@ -77,7 +75,7 @@ def map_report(
   """
   layers, total = [], np.zeros(len(MOBIUS_TYPES), np.int64)
   for layer, m in mobius_maps(params, config).items():
-    codes = np.asarray(classify(m, tol=tol))  # [M, D]
+    codes = np.asarray(classify(m, tol=tol))  # [M, C]
     head_counts = [np.bincount(row, minlength=len(MOBIUS_TYPES)) for row in codes]
     counts = np.sum(head_counts, axis=0)
     total += counts
@@ -121,8 +119,8 @@ def _counts_and_shares(counts: np.ndarray) -> dict:
 
 
 def representative_maps(
-  maps: dict[int, MobiusMap], *, tol: float = 1e-3, per_type: int = 1
-) -> list[tuple[str, MobiusMap]]:
+  maps: dict[int, MapCoefficients], *, tol: float = 1e-3, per_type: int = 1
+) -> list[tuple[str, MapCoefficients]]:
   """For each type present (degenerate ones aside), the `per_type` maps that move the plane most.
 
   "Most" is the distance of the normalised matrix from ±I, so the pictures show the clearest

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from mobius_jax.analysis.maps import MobiusMap
-from mobius_jax.ops import MOBIUS_TYPES, mobius_transform
+from mobius_jax.ops import MOBIUS_TYPES, MapCoefficients, mobius_transform
 
 TYPE_COLORS = dict(
   zip(MOBIUS_TYPES, ("#bbbbbb", "#4477aa", "#228833", "#ee6677", "#aa3377", "#222222"), strict=True)
@@ -78,7 +77,7 @@ def _grid_curves(extent: float = 2.0, lines: int = 9, samples: int = 400) -> lis
 
 
 def plot_map_images(
-  maps: Sequence[tuple[str, MobiusMap]], path, *, extent: float = 2.0, view: float = 4.0
+  maps: Sequence[tuple[str, MapCoefficients]], path, *, extent: float = 2.0, view: float = 4.0
 ) -> pathlib.Path:
   """The grid of `_grid_curves` and its image under each map, one panel each.
 

@@ -1,7 +1,8 @@
 """Self-attention layers: vanilla (BERT, RoFormer) and Möbius (complex).
 
-Dimension letters: B batch, L length, H hidden size, N heads, D head dim (real width of a
-vanilla head, complex dims of a Möbius head).
+Shapes use the package's letters (`mobius_jax`): B batch, L length, D model width, N heads,
+H head dim (real width of a vanilla head; a Möbius head has C = H complex dims), P selected
+tokens.
 
 Both layers take the attention function as an attribute (`attention_fn`), so other kernels
 plug in without new modules, and both `sow` their attention weights `[B, N, L, L]` into the
@@ -25,6 +26,7 @@ from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import ComplexDense, ComplexScale, dense
 from mobius_jax.layers.mobius import MobiusMap
 from mobius_jax.ops import (
+  Pair,
   apply_complex_rope,
   apply_rope,
   attention_logits,
@@ -45,23 +47,22 @@ from mobius_jax.sharding import (
   STREAM_AXES,
 )
 
-Pair = tuple[jnp.ndarray, jnp.ndarray]
 HEAD_AXES = (ACT_BATCH, ACT_LENGTH, ACT_HEADS, ACT_HEAD_DIM)
 
 
 def _split_heads(x: jnp.ndarray, num_heads: int) -> jnp.ndarray:
-  """[B, L, H] → [B, L, N, D], constrained to the head sharding."""
+  """[B, L, D] → [B, L, N, H], constrained to the head sharding."""
   x = x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
   return nn.with_logical_constraint(x, HEAD_AXES)
 
 
 def _merge_heads(x: jnp.ndarray) -> jnp.ndarray:
-  """[B, L, N, D] → [B, L, H]."""
+  """[B, L, N, H] → [B, L, D]."""
   return x.reshape(*x.shape[:-2], -1)
 
 
 def _queried(x, positions, output_indices):
-  """(query tokens, their position ids): `x` (`[B, L, H]` or a pair) at `output_indices`.
+  """(query tokens, their position ids): `x` (`[B, L, D]` or a pair) at `output_indices`.
 
   All tokens, and `positions` as given, when `output_indices` is None.
   """
@@ -92,7 +93,7 @@ class _Attention(nn.Module):
 class SelfAttention(_Attention):
   """BERT's multi-head self-attention, with optional rotary positions (RoFormer).
 
-  Submodules `query`, `key`, `value` (`[H, H]` kernels with bias) and `output` (`[H, H]`), as in
+  Submodules `query`, `key`, `value` (`[D, D]` kernels with bias) and `output` (`[D, D]`), as in
   Hugging Face's BERT. `attention_fn` defaults to `mobius_jax.dot_product_attention` with the
   config's implementation.
   """
@@ -104,24 +105,25 @@ class SelfAttention(_Attention):
     """Self-attention of `x`, at every token or at `output_indices` only.
 
     Args:
-      x: `[B, L, H]`.
+      x: `[B, L, D]`.
       mask: boolean, broadcastable to `[B, N, L, L]` (`[B, N, P, L]` with `output_indices`).
       positions: `[(B,) L]` position ids, for rotary positions; default 0 … L − 1.
       output_indices: optional int `[B, P]`: the tokens to compute the output at.
       deterministic: no attention dropout when True.
 
     Returns:
-      `[B, L, H]`, or `[B, P, H]` with `output_indices`.
+      `[B, L, D]`, or `[B, P, D]` with `output_indices`.
     """
     cfg = self.config
     x = nn.with_logical_constraint(x, STREAM_AXES)
     x_query, query_pos = _queried(x, positions, output_indices)
     hidden = x.shape[-1]
-    kwargs = dict(
-      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
-    )
+    projections = {
+      name: dense(hidden, (EMBED, HEADS), name=name, **cfg.dense_args)
+      for name in ("query", "key", "value")
+    }
     q, k, v = (
-      _split_heads(dense(hidden, (EMBED, HEADS), name=name, **kwargs)(inputs), cfg.num_heads)
+      _split_heads(projections[name](inputs), cfg.num_heads)
       for name, inputs in (("query", x_query), ("key", x), ("value", x))
     )
     if cfg.rotary:
@@ -133,7 +135,7 @@ class SelfAttention(_Attention):
     )
     rate, rng = self._dropout(deterministic)
     out = attention_fn(q, k, v, mask=mask, dropout_rate=rate, dropout_rng=rng)
-    return dense(hidden, (HEADS, EMBED), name="output", **kwargs)(_merge_heads(out))
+    return dense(hidden, (HEADS, EMBED), name="output", **cfg.dense_args)(_merge_heads(out))
 
 
 class MobiusSelfAttention(_Attention):
@@ -141,7 +143,7 @@ class MobiusSelfAttention(_Attention):
 
   Heads 0 … M − 1 (M = `config.mobius_heads`) are Möbius heads: their query is a learned
   Möbius map of the input, per dimension (`mobius_query="elementwise"`, the paper's: query
-  dimension j = M_j(ρ_j), so head h reads input dimensions h·D … (h + 1)·D − 1; no query
+  dimension j = M_j(ρ_j), so head h reads input dimensions h·C … (h + 1)·C − 1; no query
   matrix) or after a complex-linear map (`"linear"`). The other heads use a complex-linear
   query. Keys, values and the output projection are complex for all heads: full complex dense
   layers, or per-dimension complex scalings (`mobius_key_value="elementwise"`). Scores follow
@@ -156,10 +158,10 @@ class MobiusSelfAttention(_Attention):
   def __call__(
     self, x: Pair, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
   ):
-    """x: pair of `[B, L, H]`; the other arguments as in `SelfAttention`.
+    """x: pair of `[B, L, D]`; the other arguments as in `SelfAttention`.
 
     Returns:
-      Pair of `[B, L, H]`, or of `[B, P, H]` with `output_indices`.
+      Pair of `[B, L, D]`, or of `[B, P, D]` with `output_indices`.
     """
     cfg = self.config
     # Pinning the input's sharding is not only tidy: on a 2×2×2 CPU mesh, XLA (jax 0.10.2)
@@ -168,13 +170,12 @@ class MobiusSelfAttention(_Attention):
     x_query, query_pos = _queried(x, positions, output_indices)
     hidden = x[0].shape[-1]
     mobius_dims = cfg.mobius_heads * cfg.head_dim
-    kwargs = dict(dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
-    dense_kwargs = dict(axes=(EMBED, HEADS), init_std=cfg.initializer_range, **kwargs)
 
     queries = []
     if mobius_dims:
       if cfg.mobius_query == "linear":
-        z = ComplexDense(mobius_dims, name="query_linear", **dense_kwargs)(x_query)
+        linear = ComplexDense(mobius_dims, (EMBED, HEADS), name="query_linear", **cfg.dense_args)
+        z = linear(x_query)
       else:
         z = tuple(part[..., :mobius_dims] for part in x_query)
       mobius = MobiusMap(
@@ -182,17 +183,18 @@ class MobiusSelfAttention(_Attention):
         init_noise=cfg.mobius_init_noise,
         eps=cfg.mobius_eps,
         name="query_mobius",
-        **kwargs,
+        **cfg.dtypes,
       )
       queries.append(mobius(z))
     if mobius_dims < hidden:
-      queries.append(ComplexDense(hidden - mobius_dims, name="query", **dense_kwargs)(x_query))
+      query = ComplexDense(hidden - mobius_dims, (EMBED, HEADS), name="query", **cfg.dense_args)
+      queries.append(query(x_query))
     q = tuple(jnp.concatenate([query[i] for query in queries], axis=-1) for i in range(2))
 
     def project(name):
       if cfg.mobius_key_value == "elementwise":
-        return ComplexScale(axis=HEADS, name=name, **kwargs)
-      return ComplexDense(hidden, name=name, **dense_kwargs)
+        return ComplexScale(axis=HEADS, name=name, **cfg.dtypes)
+      return ComplexDense(hidden, (EMBED, HEADS), name=name, **cfg.dense_args)
 
     k, v = project("key")(x), project("value")(x)
     q, k, v = (tuple(_split_heads(part, cfg.num_heads) for part in t) for t in (q, k, v))
@@ -207,6 +209,4 @@ class MobiusSelfAttention(_Attention):
     rate, rng = self._dropout(deterministic)
     out = attention_fn(q, k, v, score=score, mask=mask, dropout_rate=rate, dropout_rng=rng)
     out = tuple(_merge_heads(part) for part in out)
-    return ComplexDense(
-      hidden, axes=(HEADS, EMBED), init_std=cfg.initializer_range, name="output", **kwargs
-    )(out)
+    return ComplexDense(hidden, (HEADS, EMBED), name="output", **cfg.dense_args)(out)

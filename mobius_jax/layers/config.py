@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax.numpy as jnp
 
 from mobius_jax.ops import IMPLEMENTATIONS, SCORE_MODES
+from mobius_jax.ops.attention import Implementation, ScoreMode
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu")
-DTYPES = ("float32", "bfloat16", "float16")
-MOBIUS_QUERIES = ("elementwise", "linear")
-MOBIUS_KEY_VALUES = ("dense", "elementwise")
-MOBIUS_INITS = ("identity", "unitary")
+Activation = Literal["gelu", "gelu_new", "relu"]
+DType = Literal["float32", "bfloat16", "float16"]
+MobiusQuery = Literal["elementwise", "linear"]
+MobiusKeyValue = Literal["dense", "elementwise"]
+MobiusInit = Literal["identity", "unitary"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+DTYPES: tuple[str, ...] = get_args(DType)
+MOBIUS_QUERIES: tuple[str, ...] = get_args(MobiusQuery)
+MOBIUS_KEY_VALUES: tuple[str, ...] = get_args(MobiusKeyValue)
+MOBIUS_INITS: tuple[str, ...] = get_args(MobiusInit)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,7 +32,7 @@ class LayerConfig:
   hidden_size: int = 768
   num_heads: int = 12
   intermediate_size: int = 3072
-  hidden_act: str = "gelu"  # exact (erf) GELU as in BERT; "gelu_new" is the tanh form
+  hidden_act: Activation = "gelu"  # exact (erf) GELU as in BERT; "gelu_new" is the tanh form
   layer_norm_eps: float = 1e-12
   hidden_dropout: float = 0.1
   attention_dropout: float = 0.1
@@ -34,35 +40,37 @@ class LayerConfig:
   rotary: bool = False  # RoFormer's rotary position embedding on queries and keys
   rotary_base: float = 10_000.0
   # None: `jax.nn.dot_product_attention` where possible; "xla", "cudnn" or "einsum" to force.
-  attention_implementation: str | None = None
-  dtype: str = "float32"  # computation dtype; "bfloat16" for mixed precision
-  param_dtype: str = "float32"
+  attention_implementation: Implementation = None
+  dtype: DType = "float32"  # computation dtype; "bfloat16" for mixed precision
+  param_dtype: DType = "float32"
 
   # Möbius layers.
   num_mobius_heads: int | None = None  # heads with a Möbius query; None = half of num_heads
-  mobius_query: str = "elementwise"  # the paper's per-dimension map, or "linear": map ∘ linear
-  mobius_key_value: str = "dense"  # full complex dense keys and values, or "elementwise"
-  mobius_score: str = "hermitian"  # one of mobius_jax.SCORE_MODES
-  mobius_init: str = "identity"  # identity map plus noise, or "unitary": random rotations
+  # The paper's per-dimension map, or "linear": map ∘ complex-linear query.
+  mobius_query: MobiusQuery = "elementwise"
+  # Full complex dense keys and values, or "elementwise" (per-dimension complex scalings).
+  mobius_key_value: MobiusKeyValue = "dense"
+  mobius_score: ScoreMode = "hermitian"
+  mobius_init: MobiusInit = "identity"  # identity map plus noise, or "unitary": random rotations
   mobius_init_noise: float = 0.01  # std of the noise added to the identity initialisation
   mobius_eps: float = 1e-4  # ε of the pole-safe Möbius map
 
   def __post_init__(self):
-    _check_positive(self, "hidden_size", "num_heads", "intermediate_size")
+    check_positive(self, "hidden_size", "num_heads", "intermediate_size")
     if self.hidden_size % self.num_heads:
       raise ValueError(
         f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}."
       )
     if self.rotary and self.head_dim % 2:
       raise ValueError(f"rotary needs an even head dim; got {self.head_dim}.")
-    _check_in(self, "hidden_act", ACTIVATIONS)
-    _check_in(self, "dtype", DTYPES)
-    _check_in(self, "param_dtype", DTYPES)
-    _check_in(self, "attention_implementation", IMPLEMENTATIONS)
-    _check_in(self, "mobius_query", MOBIUS_QUERIES)
-    _check_in(self, "mobius_key_value", MOBIUS_KEY_VALUES)
-    _check_in(self, "mobius_score", SCORE_MODES)
-    _check_in(self, "mobius_init", MOBIUS_INITS)
+    check_in(self, "hidden_act", ACTIVATIONS)
+    check_in(self, "dtype", DTYPES)
+    check_in(self, "param_dtype", DTYPES)
+    check_in(self, "attention_implementation", IMPLEMENTATIONS)
+    check_in(self, "mobius_query", MOBIUS_QUERIES)
+    check_in(self, "mobius_key_value", MOBIUS_KEY_VALUES)
+    check_in(self, "mobius_score", SCORE_MODES)
+    check_in(self, "mobius_init", MOBIUS_INITS)
     if self.num_mobius_heads is not None and not 0 <= self.num_mobius_heads <= self.num_heads:
       raise ValueError(
         f"num_mobius_heads={self.num_mobius_heads} must lie in [0, num_heads={self.num_heads}] "
@@ -92,14 +100,26 @@ class LayerConfig:
   def weight_dtype(self) -> Any:
     return jnp.dtype(self.param_dtype)
 
+  @property
+  def dtypes(self) -> dict[str, Any]:
+    """The `dtype` and `param_dtype` arguments of every layer built from this config."""
+    return {"dtype": self.compute_dtype, "param_dtype": self.weight_dtype}
 
-def _check_in(config, name: str, allowed: tuple) -> None:
+  @property
+  def dense_args(self) -> dict[str, Any]:
+    """The arguments every dense layer (`dense`, `ComplexDense`) takes from this config."""
+    return {"init_std": self.initializer_range, **self.dtypes}
+
+
+def check_in(config, name: str, allowed: tuple) -> None:
+  """Raises a `ValueError` naming the field unless `config.name` is one of `allowed`."""
   value = getattr(config, name)
   if value not in allowed:
     raise ValueError(f"{type(config).__name__}.{name}={value!r} is not one of {allowed}.")
 
 
-def _check_positive(config, *names: str) -> None:
+def check_positive(config, *names: str) -> None:
+  """Raises a `ValueError` naming the field unless each `config.name` is a positive int."""
   for name in names:
     value = getattr(config, name)
     if not isinstance(value, int) or value <= 0:

@@ -1,4 +1,7 @@
-"""Dense layers with logical axis names: real (HF's [in, out] layout) and complex."""
+"""Dense layers with logical axis names: real (HF's [in, out] layout) and complex.
+
+All take their `init_std`, `dtype` and `param_dtype` from a config: `**config.dense_args`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
+from mobius_jax.ops import Pair
 from mobius_jax.sharding import PARTS
-
-Pair = tuple[jnp.ndarray, jnp.ndarray]
 
 
 def partitioned(init, names: tuple[str | None, ...]):

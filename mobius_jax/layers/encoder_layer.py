@@ -1,6 +1,7 @@
 """Encoder layers: BERT's post-LayerNorm layer and its complex (Möbius) counterpart.
 
-Dimension letters: B batch, L length, H hidden size.
+Shapes use the package's letters (`mobius_jax`): B batch, L length, D model width, F
+feed-forward width, P selected tokens.
 """
 
 from __future__ import annotations
@@ -8,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
 from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import dense, partitioned
-from mobius_jax.ops import take_tokens
+from mobius_jax.ops import Pair, take_tokens
 from mobius_jax.sharding import ACT_MLP, EMBED, MLP, STREAM_AXES
-
-Pair = tuple[jnp.ndarray, jnp.ndarray]
 
 ACTIVATION_FNS = {
   "gelu": lambda x: nn.gelu(x, approximate=False),
@@ -29,30 +27,26 @@ def layer_norm(config: LayerConfig, name: str | None = None, axis: str = EMBED) 
   """LayerNorm with BERT's epsilon and the two-pass variance (HF parity)."""
   return nn.LayerNorm(
     epsilon=config.layer_norm_eps,
-    dtype=config.compute_dtype,
-    param_dtype=config.weight_dtype,
     use_fast_variance=False,
     scale_init=partitioned(nn.initializers.ones_init(), (axis,)),
     bias_init=partitioned(nn.initializers.zeros_init(), (axis,)),
     name=name,
+    **config.dtypes,
   )
 
 
 class FeedForward(nn.Module):
-  """dense(H → I), activation, dense(I → H): submodules `intermediate` and `output`."""
+  """dense(D → F), activation, dense(F → D): submodules `intermediate` and `output`."""
 
   config: LayerConfig
 
   @nn.compact
   def __call__(self, x):
-    """x: `[B, L, H]` → `[B, L, H]`."""
+    """x: `[B, L, D]` → `[B, L, D]`."""
     cfg = self.config
-    kwargs = dict(
-      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
-    )
-    h = dense(cfg.intermediate_size, (EMBED, MLP), name="intermediate", **kwargs)(x)
+    h = dense(cfg.intermediate_size, (EMBED, MLP), name="intermediate", **cfg.dense_args)(x)
     h = nn.with_logical_constraint(ACTIVATION_FNS[cfg.hidden_act](h), (*STREAM_AXES[:2], ACT_MLP))
-    return dense(x.shape[-1], (MLP, EMBED), name="output", **kwargs)(h)
+    return dense(x.shape[-1], (MLP, EMBED), name="output", **cfg.dense_args)(h)
 
 
 class EncoderLayer(nn.Module):
@@ -69,7 +63,7 @@ class EncoderLayer(nn.Module):
   def __call__(
     self, x, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
   ):
-    """x: `[B, L, H]` → `[B, L, H]` (`[B, P, H]` at `output_indices` `[B, P]`).
+    """x: `[B, L, D]` → `[B, L, D]` (`[B, P, D]` at `output_indices` `[B, P]`).
 
     mask, positions and output_indices: as in `SelfAttention`.
     """
@@ -103,7 +97,7 @@ class ComplexEncoderLayer(nn.Module):
   def __call__(
     self, x: Pair, *, mask=None, positions=None, output_indices=None, deterministic: bool = True
   ) -> Pair:
-    """x: pair of `[B, L, H]` → pair of `[B, L, H]` (`[B, P, H]` at `output_indices`).
+    """x: pair of `[B, L, D]` → pair of `[B, L, D]` (`[B, P, D]` at `output_indices`).
 
     mask, positions and output_indices: as in `SelfAttention`.
     """

@@ -8,11 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mobius_jax.layers.config import MOBIUS_INITS
 from mobius_jax.layers.dense import partitioned
-from mobius_jax.ops import mobius_transform_pair
+from mobius_jax.ops import Pair, mobius_transform_pair
 from mobius_jax.sharding import COEFFS, HEADS, PARTS
-
-Pair = tuple[jnp.ndarray, jnp.ndarray]
 
 
 def identity_init(noise: float):
@@ -67,8 +66,8 @@ class MobiusMap(nn.Module):
   @nn.compact
   def __call__(self, z: Pair) -> Pair:
     """z: pair of `[..., dims]` arrays → pair of `[..., dims]` arrays."""
-    if self.initialization not in ("identity", "unitary"):
-      raise ValueError(f"initialization={self.initialization!r}: use 'identity' or 'unitary'.")
+    if self.initialization not in MOBIUS_INITS:
+      raise ValueError(f"initialization={self.initialization!r}: use one of {MOBIUS_INITS}.")
     unitary = self.initialization == "unitary"
     init = unitary_init if unitary else identity_init(self.init_noise)
     coefficients = self.param(

@@ -10,12 +10,16 @@ e.g. `ModelConfig.preset("mobius_bert-base")` is the paper's MöbiusBERT: 11 lay
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal, get_args
 
-from mobius_jax.layers.config import LayerConfig, _check_in, _check_positive
+from mobius_jax.layers.config import LayerConfig, check_in, check_positive
 
-FAMILIES = ("bert", "roformer")
-LAYOUTS = ("none", "framed", "top", "bottom", "stacked", "alternating", "all")
-MODELS = ("bert", "roformer", "mobius_bert", "mobius_roformer")
+Family = Literal["bert", "roformer"]
+Layout = Literal["none", "framed", "top", "bottom", "stacked", "alternating", "all"]
+Model = Literal["bert", "roformer", "mobius_bert", "mobius_roformer"]
+FAMILIES: tuple[str, ...] = get_args(Family)
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+MODELS: tuple[str, ...] = get_args(Model)
 # (num_layers, hidden_size, num_heads, intermediate_size): BERT's sizes and the small BERTs
 # of Turc et al. (2019).
 SIZES = {
@@ -37,13 +41,13 @@ class ModelConfig(LayerConfig):
     alternating M V M V… · all M…M · or an explicit string such as "MVVVVVVVVVM".
   """
 
-  family: str = "bert"  # "bert" (learned absolute positions) or "roformer" (rotary)
+  family: Family = "bert"  # "bert" (learned absolute positions) or "roformer" (rotary)
   vocab_size: int = 30_522
   num_layers: int = 12
   embedding_size: int | None = None  # RoFormer's embedding width; None = hidden_size
   max_position_embeddings: int = 512
   type_vocab_size: int = 2
-  layout: str = "none"
+  layout: Layout | str = "none"  # a named layout, or one letter per layer
   # None: on for RoFormer, off for BERT (True on BERT gives a BERT with rotary positions).
   rotary: bool | None = None
 
@@ -51,8 +55,8 @@ class ModelConfig(LayerConfig):
     if self.rotary is None:
       object.__setattr__(self, "rotary", self.family == "roformer")
     super().__post_init__()
-    _check_in(self, "family", FAMILIES)
-    _check_positive(self, "vocab_size", "num_layers", "max_position_embeddings", "type_vocab_size")
+    check_in(self, "family", FAMILIES)
+    check_positive(self, "vocab_size", "num_layers", "max_position_embeddings", "type_vocab_size")
     if self.family == "bert" and self.embedding_size not in (None, self.hidden_size):
       raise ValueError(
         f"ModelConfig.embedding_size={self.embedding_size} is for family='roformer'; BERT's "

@@ -9,12 +9,15 @@ A checkpoint is a state dict: PyTorch parameter names → arrays, as `model.stat
   params = params_from_hf(safetensors.numpy.load_file("model.safetensors"), config)
   logits = MaskedLM(config).apply({"params": params}, input_ids)
 
+`load_checkpoint(directory)` reads a checkpoint folder as `save_pretrained` writes it;
 `upcycle` builds a MöbiusBERT / MöbiusRoFormer from the same checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -48,6 +51,50 @@ _IGNORED_PREFIXES = (
   "cls.predictions.decoder.",
   "cls.seq_relationship.",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+  """A Hugging Face checkpoint folder, as `load_checkpoint` reads it."""
+
+  directory: pathlib.Path
+  config: dict  # config.json
+  state_dict: dict[str, np.ndarray] | None  # model.safetensors; None when weights were not read
+  vocab_file: pathlib.Path | None  # vocab.txt, where the folder has one
+
+
+def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> Checkpoint:
+  """Reads a HF BERT / RoFormer folder: `config.json`, `model.safetensors`, optional `vocab.txt`.
+
+  Args:
+    directory: the folder (as `save_pretrained` writes it).
+    weights: read `model.safetensors` too (False: only the config, e.g. to build the model).
+
+  Raises:
+    FileNotFoundError: a file the folder must hold is missing (the message names it).
+  """
+  directory = pathlib.Path(directory)
+  config_file, weights_file = directory / "config.json", directory / "model.safetensors"
+  needed = [config_file, weights_file] if weights else [config_file]
+  missing = [path.name for path in needed if not path.is_file()]
+  if missing:
+    raise FileNotFoundError(
+      f"{directory} is no Hugging Face checkpoint folder: it lacks {', '.join(missing)}. Give "
+      "a folder that `save_pretrained` wrote (config.json, model.safetensors, vocab.txt)."
+    )
+  try:
+    config = json.loads(config_file.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f"{config_file} is no valid JSON ({error}).") from error
+  state_dict = None
+  if weights:
+    try:
+      from safetensors.numpy import load_file
+    except ImportError as error:
+      raise ImportError("Reading model.safetensors needs `pip install safetensors`.") from error
+    state_dict = load_file(str(weights_file))
+  vocab_file = directory / "vocab.txt"
+  return Checkpoint(directory, config, state_dict, vocab_file if vocab_file.is_file() else None)
 
 
 def config_from_hf(hf_config: Mapping, **overrides) -> ModelConfig:

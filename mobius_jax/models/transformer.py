@@ -1,6 +1,7 @@
 """Encoders and task models: BERT, RoFormer, MöbiusBERT and MöbiusRoFormer.
 
-Dimension letters: B batch, L length, H hidden size, E embedding width, V vocabulary.
+Shapes use the package's letters (`mobius_jax`): B batch, L length, D model width (hidden
+size), E embedding width, V vocabulary, P selected positions, K labels.
 
 Parameter trees (names close to Hugging Face's, see `mobius_jax.models.hf`):
   Transformer        {embeddings, encoder: {layer_0, …}, pooler?}
@@ -25,14 +26,14 @@ from mobius_jax.sharding import CLASSES, EMBED, MLP, POSITIONS, STREAM_AXES, TOK
 
 
 class EncoderOutput(NamedTuple):
-  sequence: jnp.ndarray  # [B, L, H]
-  pooled: jnp.ndarray | None  # [B, H]: BERT's pooler (tanh dense of the first token), or None
+  sequence: jnp.ndarray  # [B, L, D]
+  pooled: jnp.ndarray | None  # [B, D]: BERT's pooler (tanh dense of the first token), or None
 
 
 class Embeddings(nn.Module):
   """Word + (BERT: learned position) + token type embeddings, LayerNorm, dropout.
 
-  Where E ≠ H (RoFormer), a dense `projection` maps the result to the hidden size.
+  Where E ≠ D (RoFormer), a dense `projection` maps the result to the hidden size.
   """
 
   config: ModelConfig
@@ -44,9 +45,8 @@ class Embeddings(nn.Module):
       return nn.Embed(
         rows,
         cfg.embedding_width,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
         embedding_init=partitioned(nn.initializers.normal(cfg.initializer_range), (axis, EMBED)),
+        **cfg.dtypes,
       )
 
     self.word_embeddings = table(cfg.vocab_size, VOCAB)
@@ -57,19 +57,13 @@ class Embeddings(nn.Module):
     self.dropout = nn.Dropout(cfg.hidden_dropout)
     if cfg.embedding_width != cfg.hidden_size:
       # The embedding width is named `mlp` here only to differ from the output's `embed`.
-      self.projection = dense(
-        cfg.hidden_size,
-        (MLP, EMBED),
-        init_std=cfg.initializer_range,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
-      )
+      self.projection = dense(cfg.hidden_size, (MLP, EMBED), **cfg.dense_args)
 
   def __call__(self, input_ids, token_type_ids, positions, deterministic: bool = True):
     """input_ids, token_type_ids: int `[B, L]`; positions: int `[B, L]` or `[L]`.
 
     Returns:
-      (`[B, L, H]` embeddings, the `[(B,) L, E]` learned position embeddings or None).
+      (`[B, L, D]` embeddings, the `[(B,) L, E]` learned position embeddings or None).
     """
     x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
     position_embeddings = None
@@ -103,10 +97,10 @@ class Encoder(nn.Module):
   def __call__(
     self, x, *, imag_input, mask, positions, output_indices=None, deterministic: bool = True
   ):
-    """x, imag_input: `[B, L, H]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, H]`.
+    """x, imag_input: `[B, L, D]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, D]`.
 
     With `output_indices` (int `[B, P]`) the last layer computes its output at those tokens
-    only → `[B, P, H]`.
+    only → `[B, P, D]`.
     """
     first_input, stream = x, x
     last = len(self.config.layer_kinds) - 1
@@ -151,15 +145,11 @@ class Transformer(nn.Module):
   def setup(self):
     cfg = self.config
     self.embeddings = Embeddings(cfg)
-    self.encoder = Encoder(cfg, self.attention_fn, self.mobius_attention_fn)
+    self.encoder = Encoder(
+      cfg, attention_fn=self.attention_fn, mobius_attention_fn=self.mobius_attention_fn
+    )
     if self.has_pooler:
-      self.pooler = dense(
-        cfg.hidden_size,
-        (EMBED, MLP),
-        init_std=cfg.initializer_range,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
-      )
+      self.pooler = dense(cfg.hidden_size, (EMBED, MLP), **cfg.dense_args)
 
   @property
   def has_pooler(self) -> bool:
@@ -184,12 +174,12 @@ class Transformer(nn.Module):
       position_ids: int `[B, L]` or `[L]`; default 0 … L − 1.
       output_indices: optional int `[B, P]`: the last layer computes its output at these
         tokens only (its keys and values still see every token): the sequence output is
-        `[B, P, H]`, the same rows as the full output's at those tokens, for less work.
+        `[B, P, D]`, the same rows as the full output's at those tokens, for less work.
         Not with the pooler (it reads the first token).
       deterministic: no dropout when True; otherwise needs a "dropout" PRNG stream.
 
     Returns:
-      `EncoderOutput(sequence [B, L, H] or [B, P, H], pooled [B, H] or None)`.
+      `EncoderOutput(sequence [B, L, D] or [B, P, D], pooled [B, D] or None)`.
     """
     cfg = self.config
     if output_indices is not None and self.has_pooler:
@@ -223,7 +213,7 @@ class Transformer(nn.Module):
 class MaskedLM(nn.Module):
   """Transformer + masked-LM head, the decoder tied to the word embeddings (HF's *ForMaskedLM).
 
-  Head: dense(H → E), activation, LayerNorm, then logits = features · word_tableᵀ + bias.
+  Head: dense(D → E), activation, LayerNorm, then logits = features · word_tableᵀ + bias.
   """
 
   config: ModelConfig
@@ -232,7 +222,12 @@ class MaskedLM(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.backbone = Transformer(cfg, False, self.attention_fn, self.mobius_attention_fn)
+    self.backbone = Transformer(
+      cfg,
+      with_pooler=False,
+      attention_fn=self.attention_fn,
+      mobius_attention_fn=self.mobius_attention_fn,
+    )
     self.mlm_head = MaskedLMHead(cfg)
 
   def __call__(self, input_ids, *, masked_positions=None, deterministic: bool = True, **inputs):
@@ -256,22 +251,15 @@ class MaskedLM(nn.Module):
 
 
 class MaskedLMHead(nn.Module):
-  """dense(H → E) `transform`, activation, LayerNorm `transform_norm`, tied decoder + `bias`."""
+  """dense(D → E) `transform`, activation, LayerNorm `transform_norm`, tied decoder + `bias`."""
 
   config: ModelConfig
 
   @nn.compact
   def __call__(self, x, attend: Callable):
-    """x: `[..., H]`; attend: the word table's `attend` → `[..., V]` logits."""
+    """x: `[..., D]`; attend: the word table's `attend` → `[..., V]` logits."""
     cfg = self.config
-    x = dense(
-      cfg.embedding_width,
-      (EMBED, MLP),
-      init_std=cfg.initializer_range,
-      dtype=cfg.compute_dtype,
-      param_dtype=cfg.weight_dtype,
-      name="transform",
-    )(x)
+    x = dense(cfg.embedding_width, (EMBED, MLP), name="transform", **cfg.dense_args)(x)
     x = layer_norm(cfg, "transform_norm", axis=MLP)(ACTIVATION_FNS[cfg.hidden_act](x))
     zeros = partitioned(nn.initializers.zeros_init(), (VOCAB,))
     bias = self.param("bias", zeros, (cfg.vocab_size,), cfg.weight_dtype)
@@ -292,16 +280,19 @@ class SequenceClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, *, deterministic: bool = True, **inputs):
-    """input_ids: int `[B, L]`; other inputs as in `Transformer` → logits `[B, num_labels]`."""
+    """input_ids: int `[B, L]`; other inputs as in `Transformer` → logits `[B, K]`."""
     cfg = self.config
-    backbone = Transformer(cfg, True, self.attention_fn, self.mobius_attention_fn, name="backbone")
+    backbone = Transformer(
+      cfg,
+      with_pooler=True,
+      attention_fn=self.attention_fn,
+      mobius_attention_fn=self.mobius_attention_fn,
+      name="backbone",
+    )
     out = backbone(input_ids, deterministic=deterministic, **inputs)
     dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
-    kwargs = dict(
-      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
-    )
     if cfg.family == "bert":
-      return dense(self.num_labels, (EMBED, CLASSES), name="classifier", **kwargs)(
+      return dense(self.num_labels, (EMBED, CLASSES), name="classifier", **cfg.dense_args)(
         dropout(out.pooled)
       )
     head = ClassificationHead(cfg, self.num_labels, name="classifier")
@@ -316,12 +307,9 @@ class ClassificationHead(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool = True):
-    """x: `[B, H]` first-token features → `[B, num_labels]`."""
+    """x: `[B, D]` first-token features → `[B, K]`."""
     cfg = self.config
     dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
-    kwargs = dict(
-      init_std=cfg.initializer_range, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype
-    )
-    x = dense(cfg.hidden_size, (EMBED, MLP), name="dense", **kwargs)(dropout(x))
+    x = dense(cfg.hidden_size, (EMBED, MLP), name="dense", **cfg.dense_args)(dropout(x))
     x = dropout(ACTIVATION_FNS[cfg.hidden_act](x))
-    return dense(self.num_labels, (MLP, CLASSES), name="out_proj", **kwargs)(x)
+    return dense(self.num_labels, (MLP, CLASSES), name="out_proj", **cfg.dense_args)(x)

@@ -30,11 +30,14 @@ from mobius_jax.ops.positions import (
   sinusoidal_position_encoding,
   take_tokens,
 )
+from mobius_jax.ops.types import MapCoefficients, Pair
 
 __all__ = [
   "IMPLEMENTATIONS",
   "MOBIUS_TYPES",
   "SCORE_MODES",
+  "MapCoefficients",
+  "Pair",
   "apply_complex_rope",
   "apply_rope",
   "attention_logits",

@@ -1,8 +1,7 @@
 """Multi-head attention, vanilla and Möbius (complex), as pure functions.
 
-Dimension letters used in shapes:
-  B batch, T query length, S key/value length, N heads, H head dim (real), C complex dims per
-  head (a complex head of C dims has the real width 2C).
+Shapes use the package's letters (`mobius_jax`): B batch, T query and S key length, N heads,
+H head dim, C complex dims per head (a complex head of C dims has the real width 2C).
 
 Masks are boolean, True where a query may attend to a key, and broadcast to `[B, N, T, S]`
 (`padding_mask` builds one from a `[B, S]` validity array); biases are added to the logits
@@ -11,17 +10,19 @@ and broadcast likewise.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-Pair = tuple[Array, Array]
-Implementation = Literal["xla", "cudnn", "einsum"] | None
+from mobius_jax.ops.types import Pair
+
 ScoreMode = Literal["hermitian", "bilinear", "magnitude"]
-SCORE_MODES = ("hermitian", "bilinear", "magnitude")
-IMPLEMENTATIONS = (None, "xla", "cudnn", "einsum")
+Kernel = Literal["xla", "cudnn", "einsum"]
+Implementation = Kernel | None  # None: the fused kernel where it can run, else einsum
+SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
+IMPLEMENTATIONS: tuple[str | None, ...] = (None, *get_args(Kernel))
 
 
 def padding_mask(valid: Array) -> Array:

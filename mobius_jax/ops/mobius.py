@@ -1,13 +1,13 @@
 """Möbius maps f(z) = (a z + b) / (c z + d) as pure, jit-, grad- and vmap-friendly functions.
 
 Conventions:
-  * A map `m` is the tuple `(a, b, c, d)` of complex arrays of one shape `S` (any shape,
-    scalars included): an array of maps, one per element. Its matrix is [[a, b], [c, d]], which
-    acts on homogeneous coordinates of the Riemann sphere, so composition is the matrix product
-    and scaling all four entries by a non-zero λ gives the same map.
+  * A map `m` is the tuple `(a, b, c, d)` (`MapCoefficients`) of complex arrays of one shape
+    `[...]` (any shape, scalars included): an array of maps, one per element. Its matrix is
+    [[a, b], [c, d]], which acts on homogeneous coordinates of the Riemann sphere, so
+    composition is the matrix product and scaling all four entries by λ ≠ 0 gives the same map.
   * The point at infinity is the complex value `inf + 0j`.
-  * Layers store complex numbers as real `(real, imag)` pairs of real arrays (optax, orbax,
-    bfloat16 and TPUs handle real arrays best); `mobius_transform_pair` is the map in that form.
+  * Layers store complex numbers as `Pair`s of real arrays (optax, orbax, bfloat16 and TPUs
+    handle real arrays best); `mobius_transform_pair` is the map in that form.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
-MobiusMap = tuple[Array, Array, Array, Array]
-Pair = tuple[Array, Array]
+from mobius_jax.ops.types import MapCoefficients, Pair
 
 MOBIUS_TYPES = ("identity", "parabolic", "elliptic", "hyperbolic", "loxodromic", "degenerate")
 """Names of the codes `classify` returns: `MOBIUS_TYPES[code]`.
@@ -81,26 +80,26 @@ def _pair_add(x: Pair, y: Pair) -> Pair:
   return x[0] + y[0], x[1] + y[1]
 
 
-def determinant(m: MobiusMap) -> Array:
-  """Returns ad − bc for each map (shape `S`); zero means the matrix is no Möbius map."""
+def determinant(m: MapCoefficients) -> Array:
+  """Returns ad − bc for each map (shape `[...]`); zero means the matrix is no Möbius map."""
   a, b, c, d = m
   return a * d - b * c
 
 
-def compose(m1: MobiusMap, m2: MobiusMap) -> MobiusMap:
+def compose(m1: MapCoefficients, m2: MapCoefficients) -> MapCoefficients:
   """Returns m1 ∘ m2 (apply `m2` first), the matrix product M1 · M2; shapes broadcast."""
   a1, b1, c1, d1 = m1
   a2, b2, c2, d2 = m2
   return (a1 * a2 + b1 * c2, a1 * b2 + b1 * d2, c1 * a2 + d1 * c2, c1 * b2 + d1 * d2)
 
 
-def inverse(m: MobiusMap) -> MobiusMap:
+def inverse(m: MapCoefficients) -> MapCoefficients:
   """Returns the inverse map: the adjugate [[d, −b], [−c, a]] (equal to M⁻¹ up to scale)."""
   a, b, c, d = m
   return d, -b, -c, a
 
 
-def normalize(m: MobiusMap) -> MobiusMap:
+def normalize(m: MapCoefficients) -> MapCoefficients:
   """Scales each matrix to determinant 1 (the same map), by the principal √(ad − bc).
 
   The result is defined up to the sign ±1, which does not change the map.
@@ -109,7 +108,7 @@ def normalize(m: MobiusMap) -> MobiusMap:
   return tuple(x * scale for x in m)
 
 
-def fixed_points(m: MobiusMap) -> tuple[Array, Array]:
+def fixed_points(m: MapCoefficients) -> tuple[Array, Array]:
   """Returns the two fixed points of each map: the roots of c z² + (d − a) z − b = 0.
 
   A map with c = 0 fixes infinity (`inf + 0j`): z → (a z + b) / d has fixed points
@@ -117,7 +116,7 @@ def fixed_points(m: MobiusMap) -> tuple[Array, Array]:
   returns its one fixed point twice. The identity fixes every point: both are NaN.
 
   Returns:
-    Two complex arrays of shape `S`; uses the cancellation-free quadratic formula, so both
+    Two complex arrays of shape `[...]`; uses the cancellation-free quadratic formula, so both
     roots are accurate also when c is tiny.
   """
   a, b, c, d = m
@@ -134,21 +133,21 @@ def fixed_points(m: MobiusMap) -> tuple[Array, Array]:
   return jnp.where(is_identity, nan, z1), jnp.where(is_identity, nan, z2)
 
 
-def classify(m: MobiusMap, *, tol: float = 1e-5) -> Array:
+def classify(m: MapCoefficients, *, tol: float = 1e-5) -> Array:
   """Classifies each map by σ = (a + d)² / (ad − bc), which is invariant under scaling.
 
   identity: M = λI; parabolic: σ = 4; elliptic: σ real in [0, 4) (rotations about the fixed
   points); hyperbolic: σ real > 4 (scalings); loxodromic: σ not real; degenerate: ad − bc = 0.
 
   Args:
-    m: map `(a, b, c, d)` of complex arrays of shape `S`.
+    m: map `(a, b, c, d)` of complex arrays of shape `[...]`.
     tol: tolerance. A map counts as the identity when max(|b|, |c|, |a − d|) ≤ tol · max|entry|,
       as degenerate when |ad − bc| ≤ tol · max|entry|², as parabolic when |σ − 4| ≤ tol and
       σ as real when |Im σ| ≤ tol. All tests are relative, so the result does not change when
       the matrix is scaled.
 
   Returns:
-    int32 array of shape `S`: indices into `MOBIUS_TYPES`.
+    int32 array of shape `[...]`: indices into `MOBIUS_TYPES`.
   """
   a, b, c, d = m
   size = jnp.maximum(jnp.maximum(jnp.abs(a), jnp.abs(b)), jnp.maximum(jnp.abs(c), jnp.abs(d)))

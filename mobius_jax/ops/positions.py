@@ -1,6 +1,7 @@
 """Position encodings (rotary, real RoFormer form and complex form; sinusoids), token selection.
 
-Dimension letters: B batch, L length, N heads, H head dim (real, even), C complex dims per head.
+Shapes use the package's letters (`mobius_jax`): B batch, L length, N heads, H head dim (real,
+even), C complex dims per head, P selected positions.
 Positions are integer arrays `[L]` or `[B, L]`; None means 0 … L − 1.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
-Pair = tuple[Array, Array]
+from mobius_jax.ops.types import Pair
 
 
 def rotary_frequencies(num_freqs: int, *, base: float = 10_000.0) -> Array:

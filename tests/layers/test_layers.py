@@ -14,7 +14,7 @@ from mobius_jax.layers import (
   LayerConfig,
   MobiusMap,
 )
-from mobius_jax.sharding import DEFAULT_RULES, HEADS, MLP, make_mesh
+from mobius_jax.sharding import DEFAULT_RULES, HEADS, MLP, make_mesh, use_mesh
 
 CONFIG = LayerConfig(hidden_size=128, num_heads=2, intermediate_size=256)
 
@@ -69,7 +69,7 @@ def _sharded_and_plain(layer, inputs):
   abstract = jax.eval_shape(layer.init, jax.random.key(0), inputs)
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, DEFAULT_RULES)
   variables = jax.jit(layer.init, out_shardings=shardings)(jax.random.key(0), inputs)
-  with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(mesh):
+  with use_mesh(mesh):
     sharded = jax.jit(layer.apply)(variables, inputs)
   return sharded, layer.apply(jax.device_get(nn.meta.unbox(variables)), inputs)
 

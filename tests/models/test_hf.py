@@ -198,6 +198,23 @@ def test_mismatched_checkpoints_give_clear_errors():
     convert.config_from_hf({"model_type": "gpt2"})
 
 
+def test_a_checkpoint_folder_is_read_whole_and_a_missing_file_is_named(tmp_path):
+  safetensors = pytest.importorskip("safetensors.numpy")
+  _, _, state = flax_model("bert", "mlm")
+  (tmp_path / "config.json").write_text(hf_config("bert").to_json_string())
+  with pytest.raises(FileNotFoundError, match=r"lacks model\.safetensors"):
+    convert.load_checkpoint(tmp_path)
+  assert convert.load_checkpoint(tmp_path, weights=False).state_dict is None
+  safetensors.save_file(
+    {k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp_path / "model.safetensors")
+  )
+  checkpoint = convert.load_checkpoint(tmp_path)
+  assert checkpoint.vocab_file is None and checkpoint.config["model_type"] == "bert"
+  jax.tree.map(np.testing.assert_array_equal, checkpoint.state_dict, dict(state))
+  (tmp_path / "vocab.txt").write_text("[PAD]\n")
+  assert convert.load_checkpoint(tmp_path, weights=False).vocab_file == tmp_path / "vocab.txt"
+
+
 # -------------------------------------------------------------------------------- upcycling
 
 

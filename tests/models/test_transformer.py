@@ -14,7 +14,7 @@ import mobius_jax as mj
 from mobius_jax.layers import LayerConfig, MobiusSelfAttention
 from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, Transformer
 from mobius_jax.models.params import count_encoder_params, count_params
-from mobius_jax.sharding import DEFAULT_RULES, make_mesh
+from mobius_jax.sharding import DEFAULT_RULES, make_mesh, use_mesh
 
 PRESETS = ["bert", "roformer", "mobius_bert", "mobius_roformer"]
 IDS = jnp.array([[5, 7, 9, 11, 13, 3], [4, 6, 8, 10, 12, 14]])
@@ -289,7 +289,7 @@ def test_model_initialises_sharded_on_the_8_device_mesh():
   assert table.value.sharding.spec == P("tensor", "fsdp")
   coefficients = variables["params"]["backbone"]["encoder"]["layer_0"]["attention"]
   assert coefficients["query_mobius"]["coefficients"].value.sharding.spec == P(None, None, "tensor")
-  with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(mesh):
+  with use_mesh(mesh):
     sharded = jax.jit(model.apply)(variables, IDS)
   unsharded = model.apply(jax.device_get(nn.meta.unbox(variables)), IDS)
   np.testing.assert_allclose(sharded, unsharded, atol=1e-5)
