@@ -1,7 +1,7 @@
 """BERT-base and MöbiusBERT-base train steps on one GPU: step time, tokens/s and MFU.
 
 One prepared run: for each length (128 and 512) the masked-LM train step of `train_step.py`
-(ours: `train.train.train_step`, AdamW, the last layer and the logits at the masked positions)
+(ours: `train.state.train_step`, AdamW, the last layer and the logits at the masked positions)
 of each model, in bfloat16 compute with float32 parameters, with the fused attention's
 implementation `cudnn` and `xla` (`jax.nn.dot_product_attention`), compiled, then timed
 interleaved. Attention dropout is 0 (the fused kernels take none); hidden dropout stays 0.1.

@@ -3,14 +3,14 @@
 Per model size, these steps are compiled, then timed in the same run, interleaved (round robin):
   * hf bert: `transformers.FlaxBertForMaskedLM`; logits at all B × L positions (that is how
     the model works), the loss over the masked ones (as in HF's `run_mlm_flax.py`);
-  * bert: our `MaskedLM` through `train.train.train_step`; the last layer's output and the
+  * bert: our `MaskedLM` through `train.state.train_step`; the last layer's output and the
     logits at the masked positions only (`masked_positions`, 15 % of the tokens);
   * bert, full last layer: ours with the last layer at all positions, the logits at the
     masked ones (an ablation: what the last layer's fast path gains);
   * bert, all logits: ours with the last layer and the logits at all positions, like HF (an
     ablation: how much of the difference is the output layer);
   * möbius bert: our MöbiusBERT preset of the same size (framed: Möbius first and last layers).
-All share the project's optimiser (`train.train.make_optimizer`: clipping, AdamW with the
+All share the project's optimiser (`train.optim.make_optimizer`: clipping, AdamW with the
 default config's hyperparameters and weight-decay mask), BERT's masking (`mask_tokens`, done
 inside the step for all), dropout 0.1, float32, vocabulary 30,522 and one fixed batch of
 random token ids (no input pipeline: the step alone is timed). Compile time is the wall time
@@ -31,7 +31,6 @@ import functools
 import time
 
 import common  # first: it puts the repository root, with train/ and configs/, on sys.path
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -40,8 +39,10 @@ from configs import default as default_config
 from mobius_jax.models import MaskedLM, ModelConfig
 from mobius_jax.models.params import count_params
 from mobius_jax.ops import take_tokens
-from mobius_jax.sharding import DEFAULT_RULES, make_mesh
-from train import input_pipeline, partitioning, train
+from mobius_jax.sharding import make_mesh, use_mesh
+from train import objectives, optim, partitioning
+from train import state as train_state
+from train.tokenizer import PAD_ID, SPECIAL_TOKENS
 
 VOCAB = 30_522
 VARIANTS = ("hf bert", "bert", "bert, full last layer", "bert, all logits", "möbius bert")
@@ -57,10 +58,10 @@ def optimizer_config():
 def masking(length: int) -> dict:
   return dict(
     rate=0.15,
-    max_predictions=train.max_predictions(0.15, length),
-    mask_id=input_pipeline.SPECIAL_TOKENS.index("[MASK]"),
+    max_predictions=objectives.max_predictions(0.15, length),
+    mask_id=SPECIAL_TOKENS.index("[MASK]"),
     vocab_size=VOCAB,
-    num_special=len(input_pipeline.SPECIAL_TOKENS),
+    num_special=len(SPECIAL_TOKENS),
   )
 
 
@@ -91,16 +92,14 @@ def our_step(preset: str, length: int, mesh, *, model_class=MaskedLM, **override
   """(jitted train step, initial state, parameter count) of our model on `mesh`."""
   model_config = ModelConfig.preset(preset, **{"vocab_size": VOCAB, **overrides})
   model = model_class(model_config)
-  config = optimizer_config()
-  config.max_len = length
-  optimizer = train.make_optimizer(config)
+  optimizer = optim.make_optimizer(optimizer_config())
   state, shardings = partitioning.sharded_init(
-    train._init_fn(model, optimizer, config), mesh, jax.random.key(0)
+    train_state.init_fn(model, optimizer, length), mesh, jax.random.key(0)
   )
-  objective = train.Objective(model, "pretrain", masking=masking(length))
+  objective = objectives.MaskedLMObjective(model, masking(length))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   step = jax.jit(
-    functools.partial(train.train_step, objective=objective),
+    functools.partial(train_state.train_step, objective=objective),
     in_shardings=(shardings, partitioning.batch_sharding(mesh), replicated),
     out_shardings=(shardings, replicated),
     donate_argnums=0,
@@ -122,17 +121,18 @@ def hf_step(size: str, length: int):
     max_position_embeddings=ours.max_position_embeddings,
   )
   model = FlaxBertForMaskedLM(hf_config, seed=0)
-  state = train.TrainState.create(
+  state = train_state.TrainState.create(
     apply_fn=model.__call__,
     params=model.params,
-    tx=train.make_optimizer(optimizer_config()),
+    tx=optim.make_optimizer(optimizer_config()),
     rng=jax.random.key(0),
   )
   mask_kwargs = masking(length)
 
   def step(state, batch, rng):
     mask_rng, dropout_rng = jax.random.split(rng)
-    ids, positions, labels, weights = train.mask_tokens(mask_rng, batch["input_ids"], **mask_kwargs)
+    masked = objectives.mask_tokens(mask_rng, batch["input_ids"], **mask_kwargs)
+    ids, positions, labels, weights = masked
     rows = jnp.arange(ids.shape[0])[:, None]
     # run_mlm_flax.py's loss: labels at every position, weight 0 where nothing was masked.
     all_labels = jnp.zeros_like(ids).at[rows, positions].set(labels)
@@ -141,7 +141,7 @@ def hf_step(size: str, length: int):
     def loss_fn(params):
       logits = model(
         ids,
-        attention_mask=ids != input_pipeline.PAD_ID,
+        attention_mask=ids != PAD_ID,
         params=params,
         dropout_rng=dropout_rng,
         train=True,
@@ -173,7 +173,7 @@ class Runner:
     self.rng, self.steps, self.losses = jax.random.key(1), 0, []
 
   def __call__(self):
-    with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(self.mesh):
+    with use_mesh(self.mesh):
       self.state, metrics = self.compiled(
         self.state, self.batch, jax.random.fold_in(self.rng, self.steps)
       )
@@ -185,14 +185,14 @@ class Runner:
 def compile_runner(step, state, batch, mesh) -> tuple[Runner, float]:
   """The step compiled for these arguments, and the seconds the compilation took."""
   start = time.perf_counter()
-  with nn.logical_axis_rules(DEFAULT_RULES), jax.set_mesh(mesh):
+  with use_mesh(mesh):
     compiled = step.lower(state, batch, jax.random.key(1)).compile()
   return Runner(compiled, state, batch, mesh), time.perf_counter() - start
 
 
 def random_batch(batch: int, length: int, seed: int = 0) -> dict:
   """Token ids drawn uniformly from the ordinary (non-special) tokens: no padding."""
-  num_special = len(input_pipeline.SPECIAL_TOKENS)
+  num_special = len(SPECIAL_TOKENS)
   ids = jax.random.randint(jax.random.key(seed), (batch, length), num_special, VOCAB)
   return {"input_ids": ids.astype(jnp.int32)}
 

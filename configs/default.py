@@ -8,6 +8,7 @@ then fine-tunes them (`finetune_config()`) on the Rotten Tomatoes polarity task.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -59,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.mesh.data = -1
   config.mesh.fsdp = 1
   config.mesh.tensor = 1
+  # Logical axis → mesh axes, as ((logical name, mesh axis, axes or None), …); unset:
+  # mobius_jax.sharding.DEFAULT_RULES (batch over data × fsdp, weights over fsdp and tensor).
+  config.logical_axis_rules = config_dict.placeholder(tuple)
 
   # Bookkeeping.
   config.log_every_steps = 50

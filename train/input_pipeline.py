@@ -1,130 +1,31 @@
-"""Input pipeline: TFDS data sources → tokens → numpy batches, through grain.
+"""Input pipeline: TFDS data sources → tokens (`train.tokenizer`) → numpy batches, via grain.
 
-* Tokenizer: HF `tokenizers` WordPiece, BERT-style (lower-casing, [CLS] … [SEP]); either loaded
-  from a `vocab.txt` (e.g. bert-base-uncased's) or trained on the pretraining corpus and cached.
 * Pretraining: the offline corpus is tokenised once in memory and packed (or truncated) into
   `[N, max_len]` rows; C4 streams: each document is tokenised when read and truncated. Masking
-  happens on the device, in the train step (`train.train.mask_tokens`).
+  happens on the device, in the train step (`train.objectives.mask_tokens`).
 * Fine-tuning: single sentences or pairs, truncated and padded to `max_len`.
 * Training batches come from a grain dataset with seeded, per-epoch shuffling; its iterator
   state (a small dict) is saved in checkpoints, so a resumed run sees the same batches.
 
 Batches are dicts of numpy arrays: `input_ids` `[B, L]` int32 (pad = 0), `token_type_ids`
 `[B, L]` int32, and for fine-tuning `label` `[B]` (int32, float32 for regression).
+`pretraining_data` and `finetuning_data` put together what the training loop reads (`Data`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import pathlib
 from collections.abc import Iterator, Sequence
 
 import grain
 import jax
+import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
-from tokenizers import (
-  Tokenizer,
-  decoders,
-  models,
-  normalizers,
-  pre_tokenizers,
-  processors,
-  trainers,
-)
 
-from train import datasets
-from train.tasks import Corpus, Task
-
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PAD_ID = 0  # "[PAD]" is the first token of every vocabulary we build or load
-
-
-# ------------------------------------------------------------------------------- data sources
-
-
-def data_source(dataset: str, split: str, data_dir: str | None, offline: bool):
-  """Random-access TFDS source (array_record, no TensorFlow); builds offline sets first."""
-  if offline:
-    data_dir = datasets.prepare(dataset, data_dir)
-  try:
-    return tfds.data_source(dataset, split=split, data_dir=data_dir)
-  except Exception as error:  # tfds raises several kinds for a missing dataset
-    raise RuntimeError(
-      f"Could not read {dataset}[{split}] from {data_dir or 'the default TFDS data_dir'}: "
-      f"{error}. Prepare it first (e.g. `tfds build {dataset} --file_format=array_record "
-      f"--data_dir=...`) or point the config's data_dir at a folder that holds it."
-    ) from error
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-# --------------------------------------------------------------------------------- tokenizer
-
-
-def bert_tokenizer(vocab: dict[str, int] | str, *, lowercase: bool = True) -> Tokenizer:
-  """BERT's WordPiece tokenizer from a vocabulary dict or a `vocab.txt` path."""
-  if isinstance(vocab, str):
-    model = models.WordPiece.from_file(vocab, unk_token="[UNK]")
-  else:
-    model = models.WordPiece(vocab, unk_token="[UNK]")
-  tokenizer = Tokenizer(model)
-  tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-  tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-  tokenizer.decoder = decoders.WordPiece()
-  ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
-  if None in ids.values() or ids["[PAD]"] != PAD_ID:
-    raise ValueError(f"The vocabulary must hold {SPECIAL_TOKENS} with [PAD] = 0; got {ids}.")
-  tokenizer.post_processor = processors.BertProcessing(
-    ("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"])
-  )
-  return tokenizer
-
-
-def load_tokenizer(
-  *,
-  vocab_file: str = "",
-  corpus: Corpus | None = None,
-  vocab_size: int = 8192,
-  train_examples: int = 0,
-  lowercase: bool = True,
-  data_dir: str | None = None,
-  cache_dir: str | pathlib.Path | None = None,
-) -> Tokenizer:
-  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`).
-
-  `train_examples` > 0 trains on the first that many examples only (for large corpora).
-  """
-  if vocab_file:
-    return bert_tokenizer(vocab_file, lowercase=lowercase)
-  if corpus is None:
-    raise ValueError("Give a vocab_file, or a pretraining corpus to train a vocabulary on.")
-  cache = pathlib.Path(cache_dir or datasets.wheels.cache_dir()) / "tokenizers"
-  casing = "uncased" if lowercase else "cased"
-  path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
-  if path.exists():
-    return Tokenizer.from_file(str(path))
-  source = data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
-  trainer = trainers.WordPieceTrainer(
-    vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
-  )
-  untrained = bert_tokenizer(
-    {token: i for i, token in enumerate(SPECIAL_TOKENS)}, lowercase=lowercase
-  )
-  untrained.train_from_iterator(_corpus_texts(corpus, source, train_examples), trainer)
-  tokenizer = bert_tokenizer(untrained.get_vocab(), lowercase=lowercase)
-  cache.mkdir(parents=True, exist_ok=True)
-  tokenizer.save(str(path))
-  return tokenizer
-
-
-def _corpus_texts(corpus: Corpus, source, limit: int = 0) -> Iterator[str]:
-  for i in range(min(len(source), limit) if limit else len(source)):
-    text = _text(source[i][corpus.text_key])
-    yield corpus.clean(text) if corpus.clean else text
-
+from train.datasets import data_source
+from train.tasks import Corpus, Task, as_text
+from train.tokenizer import PAD_ID, Tokenizer
 
 # ------------------------------------------------------------------------------- pretraining
 
@@ -171,7 +72,7 @@ def pretraining_rows(
 def _pretraining_rows(corpus, split, tokenizer_json, max_len, packing, data_dir):
   tokenizer = Tokenizer.from_str(tokenizer_json)
   source = data_source(corpus.dataset, split, data_dir, corpus.offline)
-  texts = list(_corpus_texts(corpus, source))
+  texts = list(corpus.texts(source))
   token_lists = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
   cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
   return (pack if packing else truncate)(token_lists, max_len, cls_id, sep_id)
@@ -185,7 +86,7 @@ def streaming_pretraining_dataset(
   cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
 
   def encode(record):
-    tokens = tokenizer.encode(_text(record[corpus.text_key]), add_special_tokens=False).ids
+    tokens = tokenizer.encode(as_text(record[corpus.text_key]), add_special_tokens=False).ids
     return {"input_ids": truncate([tokens], max_len, cls_id, sep_id)[0]}
 
   return grain.MapDataset.source(source).map(encode)
@@ -200,7 +101,7 @@ def finetuning_arrays(
   """A task's split: `input_ids`, `token_type_ids` `[N, max_len]` and `label` `[N]`."""
   source = data_source(task.dataset, split, data_dir, task.offline)
   records = [source[i] for i in range(len(source))]
-  columns = [[_text(r[key]) for r in records] for key in task.text_keys]
+  columns = [[as_text(r[key]) for r in records] for key in task.text_keys]
   tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: padding settings are global
   tokenizer.enable_truncation(max_len)
   tokenizer.enable_padding(pad_id=PAD_ID, length=max_len)
@@ -259,3 +160,58 @@ def eval_batches(rows: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[
     batch = {key: value[index] for key, value in rows.items()}
     batch["weight"] = valid.astype(np.float32)
     yield batch
+
+
+# ------------------------------------------------------------------------------ a run's data
+
+
+@dataclasses.dataclass
+class Data:
+  """What the training loop reads: endless training batches, evaluation splits, tokens."""
+
+  train: grain.MapDataset  # training batches
+  eval_splits: dict[str, dict[str, np.ndarray]]  # split name → rows (see `eval_batches`)
+  tokens_per_batch: int
+
+
+def pretraining_data(config: ml_collections.ConfigDict, corpus: Corpus, tokenizer) -> Data:
+  """The corpus's training rows, and `config.eval_examples` validation rows."""
+  if corpus.offline:
+
+    def rows(split):
+      return pretraining_rows(
+        corpus, split, tokenizer, config.max_len, config.packing, config.data_dir
+      )
+
+    train_rows, eval_rows = {"input_ids": rows(corpus.train_split)}, rows(corpus.eval_split)
+  else:
+
+    def rows(split):
+      return streaming_pretraining_dataset(
+        corpus, split, tokenizer, config.max_len, config.data_dir
+      )
+
+    train_rows, stream = rows(corpus.train_split), rows(corpus.eval_split)
+    count = min(len(stream), config.eval_examples)
+    eval_rows = np.stack([stream[i]["input_ids"] for i in range(count)])
+  return Data(
+    train=training_dataset(train_rows, config.batch_size, config.seed),
+    eval_splits={"validation": {"input_ids": eval_rows[: config.eval_examples]}},
+    tokens_per_batch=config.batch_size * config.max_len,
+  )
+
+
+def finetuning_data(config: ml_collections.ConfigDict, task: Task, tokenizer) -> Data:
+  """The task's training rows, and its evaluation splits (and test split, where public)."""
+
+  def arrays(split):
+    return finetuning_arrays(task, split, tokenizer, config.max_len, config.data_dir)
+
+  splits = {split: arrays(split) for split in task.eval_splits}
+  if task.test_split:
+    splits["test"] = arrays(task.test_split)
+  return Data(
+    train=training_dataset(arrays(task.train_split), config.batch_size, config.seed),
+    eval_splits=splits,
+    tokens_per_batch=config.batch_size * config.max_len,
+  )

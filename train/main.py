@@ -9,7 +9,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import train
+from train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the summary go.")
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "A configs/*.py file.")
@@ -21,7 +21,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({k: summary[k] for k in ("status", "step", "eval", "tokens_per_second")}))
   if summary["status"] == "interrupted":
     print(f"Interrupted at step {summary['step']}; rerun the same command to resume.")

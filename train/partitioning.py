@@ -12,7 +12,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mobius_jax.sharding import DATA, DEFAULT_RULES, FSDP, make_mesh
+from mobius_jax.sharding import DATA, DEFAULT_RULES, FSDP, Rules, make_mesh, use_mesh
+
+
+def axis_rules(config: ml_collections.ConfigDict) -> Rules:
+  """`config.logical_axis_rules` as a tuple of (logical name, mesh axes) pairs; None: default."""
+  if config.logical_axis_rules is None:
+    return DEFAULT_RULES
+  return tuple(
+    (name, tuple(axes) if isinstance(axes, list) else axes)
+    for name, axes in config.logical_axis_rules
+  )
 
 
 def mesh_from_config(config: ml_collections.ConfigDict) -> Mesh:
@@ -49,6 +59,6 @@ def sharded_init(init_fn: Callable, mesh: Mesh, *args, rules=DEFAULT_RULES):
   def unboxed_init(*args):
     return nn.meta.unbox(init_fn(*args))
 
-  with nn.logical_axis_rules(rules), jax.set_mesh(mesh):
+  with use_mesh(mesh, rules):
     state = jax.jit(unboxed_init, out_shardings=shardings)(*args)
   return state, shardings

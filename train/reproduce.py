@@ -20,7 +20,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import default
-from train import input_pipeline, tasks, train
+from train import loop, tasks
+from train.datasets import data_source
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds to run (reports mean ± std).")
@@ -50,8 +51,8 @@ def run_one(model: str, seed: int, workdir: pathlib.Path) -> dict:
     pretrain.num_train_steps = _PRETRAIN_STEPS.value
   if _FINETUNE_STEPS.value:
     finetune.num_train_steps = _FINETUNE_STEPS.value
-  first = train.train_and_evaluate(pretrain, workdir / "pretrain")
-  second = train.train_and_evaluate(finetune, workdir / "finetune")
+  first = loop.train_and_evaluate(pretrain, workdir / "pretrain")
+  second = loop.train_and_evaluate(finetune, workdir / "finetune")
   metric = tasks.get_task(_TASK.value).metrics[0]
   return {
     "parameters": first["parameters"],
@@ -67,7 +68,7 @@ def majority_baseline(task: tasks.Task) -> float:
   """Test accuracy of always predicting the training split's most frequent label."""
   labels = {}
   for split in (task.train_split, task.test_split):
-    source = input_pipeline.data_source(task.dataset, split, None, task.offline)
+    source = data_source(task.dataset, split, None, task.offline)
     labels[split] = np.array([int(source[i][task.label_key]) for i in range(len(source))])
   majority = np.bincount(labels[task.train_split]).argmax()
   return float(np.mean(labels[task.test_split] == majority))
@@ -81,7 +82,7 @@ def format_table(rows: dict[str, list[dict]], task: tasks.Task) -> str:
     cells = [model]
     for key, _ in COLUMNS:
       values = [r[key] for r in results if r[key] is not None]
-      cells.append(_format(key, values))
+      cells.append(format_cell(key, values))
     lines.append("| " + " | ".join(cells) + " |")
   if not task.is_regression and task.test_split:
     baseline = majority_baseline(task)
@@ -89,7 +90,8 @@ def format_table(rows: dict[str, list[dict]], task: tasks.Task) -> str:
   return "\n".join(lines)
 
 
-def _format(key: str, values: list[float]) -> str:
+def format_cell(key: str, values: list[float]) -> str:
+  """One table cell: the parameter count, or the mean (± std over seeds) of a measure."""
   if not values:
     return "n/a"
   if key == "parameters":

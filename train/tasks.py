@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+
+def as_text(value) -> str:
+  """A data source's text field (bytes in TFDS) as a string."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def clean_wikitext(text: str) -> str:
@@ -31,6 +36,12 @@ class Corpus:
   eval_split: str = "validation"
   clean: Callable[[str], str] | None = None
   offline: bool = False
+
+  def texts(self, source, limit: int = 0) -> Iterator[str]:
+    """The cleaned texts of a data source of this corpus: all, or the first `limit` > 0."""
+    for i in range(min(len(source), limit) if limit else len(source)):
+      text = as_text(source[i][self.text_key])
+      yield self.clean(text) if self.clean else text
 
 
 @dataclasses.dataclass(frozen=True)

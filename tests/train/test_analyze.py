@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests.train.test_train import finetune_config, pretrain_config
-from train import analysis, train
+from train import analyze, experiment, loop
 
 ROOT = pathlib.Path(__file__).parents[2]
 
@@ -22,9 +22,9 @@ def runs(tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=48):
     patch.setenv("MOBIUS_JAX_DATA", str(root / "cache"))
     config = pretrain_config(model="mobius_bert-tiny", num_train_steps=2)
-    train.train_and_evaluate(config, root / "pretrain")
+    loop.train_and_evaluate(config, root / "pretrain")
     config = finetune_config(model="mobius_bert-tiny", init_from=str(root / "pretrain"))
-    train.train_and_evaluate(config, root / "finetune")
+    loop.train_and_evaluate(config, root / "finetune")
     yield root
 
 
@@ -41,6 +41,7 @@ def run_command(*args):
     "import sys, tensorflow_datasets as tfds, tensorflow_datasets.text.c4\n"
     "from absl import app; from train import analyze\n"
     "with tfds.testing.mock_data(num_examples=48):\n"
+    "  analyze.define_flags()\n"
     "  app.run(analyze.main, argv=['train.analyze', *sys.argv[1:]])"
   )
   result = subprocess.run(
@@ -69,8 +70,8 @@ def test_command_writes_figures_and_reports(runs, tmp_path):
 
 
 def test_analysis_of_a_finetuning_run_at_a_given_step(runs, tmp_path):
-  run = train.restore_run(runs / "finetune", step=1)
-  report = analysis.analyze(run, tmp_path, num_examples=4)
+  run = experiment.restore_run(runs / "finetune", step=1)
+  report = analyze.analyze(run, tmp_path, num_examples=4)
   assert report["mode"] == "finetune" and report["step"] == 1
   assert report["attention"]["examples"] == 4
   assert (tmp_path / "report.md").exists()
@@ -78,4 +79,4 @@ def test_analysis_of_a_finetuning_run_at_a_given_step(runs, tmp_path):
 
 def test_a_folder_that_is_no_run_gives_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="no training workdir"):
-    train.restore_run(tmp_path)
+    experiment.restore_run(tmp_path)

@@ -7,7 +7,7 @@ import pytest
 
 from configs import glue
 from mobius_jax.models import ModelConfig
-from train import tasks, train
+from train import checks, optim, tasks
 
 CONFIG_FILES = sorted(
   p.stem
@@ -17,9 +17,9 @@ CONFIG_FILES = sorted(
 
 
 def check(config):
-  train._check_config(config)
+  checks.check_config(config)
   ModelConfig.preset(config.model, **config.model_overrides.to_dict())
-  train.learning_rate_schedule(config)(0)
+  optim.learning_rate_schedule(config)(0)
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIG_FILES if n != "glue"])

@@ -4,10 +4,10 @@ from train import reproduce, tasks
 
 
 def test_format_reports_mean_and_standard_deviation():
-  assert reproduce._format("test", [0.7]) == "0.700"
-  assert reproduce._format("test", [0.7, 0.8]) == "0.750 ± 0.071"
-  assert reproduce._format("tokens_per_second", [1000.4, 1200.0]) == "1100 ± 141"
-  assert reproduce._format("parameters", [1_540_000, 1_540_000]) == "1.54M"
+  assert reproduce.format_cell("test", [0.7]) == "0.700"
+  assert reproduce.format_cell("test", [0.7, 0.8]) == "0.750 ± 0.071"
+  assert reproduce.format_cell("tokens_per_second", [1000.4, 1200.0]) == "1100 ± 141"
+  assert reproduce.format_cell("parameters", [1_540_000, 1_540_000]) == "1.54M"
 
 
 def test_table_has_a_row_per_model(monkeypatch):

@@ -15,8 +15,9 @@ import tensorflow_datasets.text.glue
 
 from configs import default
 from mobius_jax.models import MaskedLM, ModelConfig, hf
-from train import input_pipeline, partitioning, train
+from train import experiment, loop, objectives, partitioning
 from train.checkpointing import CheckpointMismatchError
+from train.tokenizer import SPECIAL_TOKENS
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def pretrained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("pretrained")
   with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=48):
     patch.setenv("MOBIUS_JAX_DATA", str(workdir / "cache"))
-    train.train_and_evaluate(pretrain_config(), workdir / "run")
+    loop.train_and_evaluate(pretrain_config(), workdir / "run")
   return workdir / "run"
 
 
@@ -81,10 +82,10 @@ def test_bert_masking_chooses_ordinary_tokens_at_the_rate_and_replaces_them_80_1
   rng = np.random.default_rng(0)
   ids = rng.integers(num_special, vocab_size, (64, length))
   ids[:, 0], ids[:32, 100:] = 2, 0  # [CLS] first; half the rows padded after 100 tokens
-  p = train.max_predictions(0.15, length)
-  assert p == 20 and train.max_predictions(0.15, 512) == 78  # ⌈0.15 L⌉, rounded up to even
+  p = objectives.max_predictions(0.15, length)
+  assert p == 20 and objectives.max_predictions(0.15, 512) == 78  # ⌈0.15 L⌉, rounded up to even
   masked, positions, labels, weights = jax.device_get(
-    train.mask_tokens(
+    objectives.mask_tokens(
       jax.random.key(0),
       jax.numpy.asarray(ids),
       rate=0.15,
@@ -113,7 +114,7 @@ def test_bert_masking_chooses_ordinary_tokens_at_the_rate_and_replaces_them_80_1
 
 @pytest.mark.parametrize("model", ["bert-tiny", "mobius_bert-tiny"])
 def test_one_pretraining_step(tmp_path, model):
-  summary = train.train_and_evaluate(pretrain_config(model=model), tmp_path / "run")
+  summary = loop.train_and_evaluate(pretrain_config(model=model), tmp_path / "run")
   assert summary["status"] == "completed" and summary["step"] == 1
   assert np.isfinite(losses(summary)[0]) and losses(summary)[0] > 0
   assert 0.0 <= summary["eval"]["validation"]["accuracy"] <= 1.0
@@ -124,7 +125,7 @@ def test_one_pretraining_step(tmp_path, model):
 @pytest.mark.parametrize("task", ["sst2", "stsb", "mnli"])
 def test_one_finetuning_step_from_a_pretraining_run(tmp_path, pretrained, task):
   config = finetune_config(task=task, init_from=str(pretrained))
-  summary = train.train_and_evaluate(config, tmp_path / "finetune")
+  summary = loop.train_and_evaluate(config, tmp_path / "finetune")
   assert summary["status"] == "completed"
   assert np.isfinite(losses(summary)[0])
   expected = {
@@ -142,7 +143,7 @@ def hugging_face_checkpoint(directory):
   safetensors = pytest.importorskip("safetensors.numpy")
   letters = "abcdefghijklmnopqrstuvwxyz"
   words = ["the", "film", "good", "bad", *letters, *(f"##{c}" for c in letters)]
-  vocab = [*input_pipeline.SPECIAL_TOKENS, *words]
+  vocab = [*SPECIAL_TOKENS, *words]
   config = ModelConfig.preset("bert-tiny", vocab_size=len(vocab), max_position_embeddings=64)
   params = MaskedLM(config).init(jax.random.PRNGKey(3), np.zeros((1, 8), np.int32))["params"]
   params = jax.tree.map(np.asarray, flax.linen.meta.unbox(params))
@@ -160,9 +161,9 @@ def test_finetuning_from_a_hugging_face_checkpoint(tmp_path, layout):
   config = finetune_config(init_from=f"hf:{tmp_path / 'hf'}")
   config.model_overrides.layout = layout
   config.optimizer.learning_rate = 0.0  # the step leaves the loaded weights as they were
-  summary = train.train_and_evaluate(config, tmp_path / "run")
+  summary = loop.train_and_evaluate(config, tmp_path / "run")
   assert summary["status"] == "completed" and np.isfinite(losses(summary)[0])
-  run = train.restore_run(tmp_path / "run")
+  run = experiment.restore_run(tmp_path / "run")
   assert run.model_config.layer_kinds == {"none": "VV", "framed": "MM"}[layout]
   loaded = run.params["backbone"]
   np.testing.assert_array_equal(
@@ -183,8 +184,8 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
   full.model_overrides.update(no_dropout)
   micro = pretrain_config(num_train_steps=3, grad_accum_steps=4)
   micro.model_overrides.update(no_dropout)
-  a = train.train_and_evaluate(full, tmp_path / "full")
-  b = train.train_and_evaluate(micro, tmp_path / "micro")
+  a = loop.train_and_evaluate(full, tmp_path / "full")
+  b = loop.train_and_evaluate(micro, tmp_path / "micro")
   np.testing.assert_allclose(losses(a), losses(b), rtol=1e-4)
 
 
@@ -193,7 +194,7 @@ def test_the_loop_compiles_its_train_and_eval_steps_once(tmp_path, caplog):
   # per step; logging, checkpointing and the eval batches must not trigger one either.
   config = pretrain_config(num_train_steps=5, log_every_steps=2, checkpoint_every_steps=2)
   with jax.log_compiles(), caplog.at_level("WARNING"):
-    train.train_and_evaluate(config, tmp_path / "run")
+    loop.train_and_evaluate(config, tmp_path / "run")
   compiled = [
     r.getMessage().split()[1] for r in caplog.records if "Compiling jit(" in r.getMessage()
   ]
@@ -210,8 +211,8 @@ def test_one_device_and_a_2x2x2_mesh_give_the_same_losses(tmp_path, model):
   one.mesh.update(data=1, fsdp=1, tensor=1)
   eight = pretrain_config(model=model, num_train_steps=4)
   eight.mesh.update(data=2, fsdp=2, tensor=2)
-  a = train.train_and_evaluate(one, tmp_path / "one")
-  b = train.train_and_evaluate(eight, tmp_path / "eight")
+  a = loop.train_and_evaluate(one, tmp_path / "one")
+  b = loop.train_and_evaluate(eight, tmp_path / "eight")
   assert len(losses(a)) == 4
   np.testing.assert_allclose(losses(a), losses(b), rtol=2e-5)
 
@@ -221,7 +222,7 @@ def test_one_device_and_a_2x2x2_mesh_give_the_same_losses(tmp_path, model):
 
 def test_a_stopped_run_resumes_to_the_same_losses_and_parameters(tmp_path, monkeypatch):
   config = pretrain_config(model="mobius_bert-tiny", num_train_steps=6, checkpoint_every_steps=10)
-  straight = train.train_and_evaluate(config, tmp_path / "straight")
+  straight = loop.train_and_evaluate(config, tmp_path / "straight")
 
   # SIGTERM arrives while step 3 runs: the run finishes it, saves, and returns.
   shard_batch, calls = partitioning.shard_batch, []
@@ -233,12 +234,12 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_parameters(tmp_path, monke
     return shard_batch(*args)
 
   monkeypatch.setattr(partitioning, "shard_batch", shard_and_signal)
-  stopped = train.train_and_evaluate(config, tmp_path / "resumed")
+  stopped = loop.train_and_evaluate(config, tmp_path / "resumed")
   monkeypatch.setattr(partitioning, "shard_batch", shard_batch)
   assert stopped["status"] == "interrupted" and stopped["step"] == 3
   assert (tmp_path / "resumed" / "checkpoints" / "3").is_dir()
 
-  resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+  resumed = loop.train_and_evaluate(config, tmp_path / "resumed")
   assert resumed["status"] == "completed" and resumed["step"] == 6
   np.testing.assert_allclose(losses(resumed), losses(straight)[3:], rtol=1e-6)
   np.testing.assert_allclose(
@@ -255,8 +256,8 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
   config = pretrain_config(num_train_steps=6)
   config.optimizer.learning_rate = 1e12
   config.optimizer.warmup_ratio = 0.0
-  with pytest.raises(train.NonFiniteLossError, match=r"at step \d"):
-    train.train_and_evaluate(config, tmp_path / "run")
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step \d"):
+    loop.train_and_evaluate(config, tmp_path / "run")
   saved = sorted(
     int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()
   )
@@ -270,18 +271,18 @@ def test_unknown_config_keys_and_tasks_give_clear_errors(tmp_path):
   config = pretrain_config()
   config.num_train_step = 3
   with pytest.raises(ValueError, match=r"Unknown config key 'num_train_step'.*'num_train_steps'"):
-    train.train_and_evaluate(config, tmp_path / "a")
+    loop.train_and_evaluate(config, tmp_path / "a")
   with pytest.raises(ValueError, match=r"Unknown task 'glue_sst2'; known: \('cola'"):
-    train.train_and_evaluate(finetune_config(task="glue_sst2"), tmp_path / "b")
+    loop.train_and_evaluate(finetune_config(task="glue_sst2"), tmp_path / "b")
 
 
 def test_an_unwritable_workdir_gives_a_clear_error(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("")
   with pytest.raises(PermissionError, match="Cannot write to the workdir"):
-    train.train_and_evaluate(pretrain_config(), blocker / "run")
+    loop.train_and_evaluate(pretrain_config(), blocker / "run")
 
 
 def test_a_checkpoint_of_another_model_gives_a_clear_error(pretrained):
   with pytest.raises(CheckpointMismatchError, match=r"shape .* the config asks for"):
-    train.train_and_evaluate(pretrain_config(model="bert-mini"), pretrained)
+    loop.train_and_evaluate(pretrain_config(model="bert-mini"), pretrained)

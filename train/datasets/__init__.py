@@ -22,7 +22,7 @@ from etils import epath
 from train.datasets import builders, wheels
 from train.datasets.wheels import DataSourceError
 
-__all__ = ["OFFLINE_DATASETS", "DataSourceError", "builders", "prepare", "wheels"]
+__all__ = ["OFFLINE_DATASETS", "DataSourceError", "builders", "data_source", "prepare", "wheels"]
 
 OFFLINE_DATASETS = ("wikitext2", "rotten_tomatoes_ratings", "trec_questions", "sms_spam")
 
@@ -51,3 +51,17 @@ def prepare(name: str, data_dir: epath.PathLike | None = None) -> str:
     file_format=tfds.core.FileFormat.ARRAY_RECORD,
   )
   return data_dir
+
+
+def data_source(dataset: str, split: str, data_dir: str | None, offline: bool):
+  """Random-access TFDS source (array_record, no TensorFlow); builds offline sets first."""
+  if offline:
+    data_dir = prepare(dataset, data_dir)
+  try:
+    return tfds.data_source(dataset, split=split, data_dir=data_dir)
+  except Exception as error:  # tfds raises several kinds for a missing dataset
+    raise RuntimeError(
+      f"Could not read {dataset}[{split}] from {data_dir or 'the default TFDS data_dir'}: "
+      f"{error}. Prepare it first (e.g. `tfds build {dataset} --file_format=array_record "
+      f"--data_dir=...`) or point the config's data_dir at a folder that holds it."
+    ) from error

@@ -1,0 +1,84 @@
+"""The train state and the pure steps: `train_step(state, batch, rng)` and `eval_step`.
+
+Both steps are pure functions of arrays, jitted by the loop with the state's and the batch's
+shardings over a device mesh (the state donated). Batch arrays are `[B, ...]`, B global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from train.objectives import Objective, summarize
+
+
+class TrainState(train_state.TrainState):
+  rng: jax.Array  # base key of the masking and dropout streams; step s uses fold_in(rng, s)
+
+
+def init_fn(
+  model: nn.Module, optimizer: optax.GradientTransformation, max_len: int
+) -> Callable[[jax.Array], TrainState]:
+  """`init(rng) -> TrainState`: the model's parameters from `rng`, and the optimiser's state.
+
+  The parameters keep their logical axis names (`nn.Partitioned`); `partitioning.sharded_init`
+  turns them into shardings.
+  """
+  ids = jnp.zeros((1, max_len), jnp.int32)
+
+  def init(rng):
+    params_rng, state_rng = jax.random.split(rng)
+    params = model.init(params_rng, ids)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=state_rng)
+
+  return init
+
+
+def abstract_state(model, optimizer, max_len: int) -> TrainState:
+  """The state's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), without allocating it."""
+  return nn.meta.unbox(jax.eval_shape(init_fn(model, optimizer, max_len), jax.random.PRNGKey(0)))
+
+
+def train_step(state: TrainState, batch, rng, *, objective: Objective, accum_steps: int = 1):
+  """One optimiser step on `batch`, in `accum_steps` micro-batches if > 1 (same result).
+
+  Returns:
+    (new state, metrics: loss, accuracy where there is one, grad_norm).
+  """
+
+  def loss_and_grads(micro, rng):
+    (loss_sum, sums), grads = jax.value_and_grad(
+      lambda p: objective.loss(p, micro, rng, train=True), has_aux=True
+    )(state.params)
+    sums = {k: v for k, v in sums.items() if k != "predictions"}
+    return {"loss_sum": loss_sum, **sums}, grads
+
+  mask_rng, rng = jax.random.split(rng)
+  batch = objective.prepare(batch, mask_rng)
+  if accum_steps == 1:
+    totals, grads = loss_and_grads(batch, rng)
+  else:
+    micro = jax.tree.map(lambda x: x.reshape(accum_steps, -1, *x.shape[1:]), batch)
+    rngs = jax.random.split(rng, accum_steps)
+
+    def body(carry, inputs):
+      return jax.tree.map(jnp.add, carry, loss_and_grads(*inputs)), None
+
+    first = jax.tree.map(lambda x: x[0], (micro, rngs))
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(loss_and_grads, *first))
+    (totals, grads), _ = jax.lax.scan(body, zeros, (micro, rngs))
+  # The objective sums over examples: the mean gradient divides by their number.
+  grads = jax.tree.map(lambda g: g / jnp.maximum(totals["count"], 1.0), grads)
+  state = state.apply_gradients(grads=grads)
+  return state, {**summarize(totals), "grad_norm": optax.tree.norm(grads)}
+
+
+def eval_step(state: TrainState, batch, *, objective: Objective, rng: jax.Array):
+  """Sums over a batch (`loss_sum`, `count`, …, `predictions`): no dropout, fixed masking."""
+  loss_sum, sums = objective.loss(state.params, objective.prepare(batch, rng), rng, train=False)
+  return {"loss_sum": loss_sum, **sums}

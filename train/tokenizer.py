@@ -1,0 +1,82 @@
+"""BERT's WordPiece tokenizer (HF `tokenizers`): loaded from a `vocab.txt`, or trained and cached.
+
+Every vocabulary we build or load holds `SPECIAL_TOKENS`, with [PAD] = 0.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from tokenizers import (
+  Tokenizer,
+  decoders,
+  models,
+  normalizers,
+  pre_tokenizers,
+  processors,
+  trainers,
+)
+
+from train import datasets
+from train.tasks import Corpus
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD_ID = 0  # "[PAD]" is the first token of every vocabulary we build or load
+
+__all__ = ["PAD_ID", "SPECIAL_TOKENS", "Tokenizer", "bert_tokenizer", "load_tokenizer"]
+
+
+def bert_tokenizer(vocab: dict[str, int] | str, *, lowercase: bool = True) -> Tokenizer:
+  """BERT's WordPiece tokenizer from a vocabulary dict or a `vocab.txt` path."""
+  if isinstance(vocab, str):
+    model = models.WordPiece.from_file(vocab, unk_token="[UNK]")
+  else:
+    model = models.WordPiece(vocab, unk_token="[UNK]")
+  tokenizer = Tokenizer(model)
+  tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+  tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tokenizer.decoder = decoders.WordPiece()
+  ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+  if None in ids.values() or ids["[PAD]"] != PAD_ID:
+    raise ValueError(f"The vocabulary must hold {SPECIAL_TOKENS} with [PAD] = 0; got {ids}.")
+  tokenizer.post_processor = processors.BertProcessing(
+    ("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"])
+  )
+  return tokenizer
+
+
+def load_tokenizer(
+  *,
+  vocab_file: str = "",
+  corpus: Corpus | None = None,
+  vocab_size: int = 8192,
+  train_examples: int = 0,
+  lowercase: bool = True,
+  data_dir: str | None = None,
+  cache_dir: str | pathlib.Path | None = None,
+) -> Tokenizer:
+  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`).
+
+  `train_examples` > 0 trains on the first that many examples only (for large corpora).
+  """
+  if vocab_file:
+    return bert_tokenizer(vocab_file, lowercase=lowercase)
+  if corpus is None:
+    raise ValueError("Give a vocab_file, or a pretraining corpus to train a vocabulary on.")
+  cache = pathlib.Path(cache_dir or datasets.wheels.cache_dir()) / "tokenizers"
+  casing = "uncased" if lowercase else "cased"
+  path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
+  if path.exists():
+    return Tokenizer.from_file(str(path))
+  source = datasets.data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
+  trainer = trainers.WordPieceTrainer(
+    vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+  )
+  untrained = bert_tokenizer(
+    {token: i for i, token in enumerate(SPECIAL_TOKENS)}, lowercase=lowercase
+  )
+  untrained.train_from_iterator(corpus.texts(source, train_examples), trainer)
+  tokenizer = bert_tokenizer(untrained.get_vocab(), lowercase=lowercase)
+  cache.mkdir(parents=True, exist_ok=True)
+  tokenizer.save(str(path))
+  return tokenizer
