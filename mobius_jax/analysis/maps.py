@@ -45,7 +45,9 @@ def mobius_maps(params: dict, config: ModelConfig) -> dict[int, MapCoefficients]
     coefficients = np.asarray(
       encoder[f"layer_{i}"]["attention"]["query_mobius"]["coefficients"], np.float64
     )
-    complex_coefficients = coefficients[:, 0] + 1j * coefficients[:, 1]  # [4, M·C]
+    # Not re + 1j * im: 1j * inf would put a NaN into the real part.
+    complex_coefficients = coefficients[:, 0].astype(np.complex128)  # [4, M·C]
+    complex_coefficients.imag = coefficients[:, 1]
     shape = (config.mobius_heads, config.head_dim)
     maps[i] = tuple(c.reshape(shape) for c in complex_coefficients)
   return maps
@@ -69,9 +71,9 @@ def map_report(
   Returns:
     {"types": MOBIUS_TYPES, "tol", "det_tol", "layers": [per layer: "layer", "counts" and
     "shares" of each type, "heads" (per head: "head", "counts", "shares"), "determinant"
-    (mean, median, min, max of |det| and the share near 1), "fixed_points" (share finite, share
-    in the closed unit disk, median modulus of the finite ones)], "total": counts and shares
-    over all layers}.
+    (mean, median, min, max of the finite |det| and their share near 1), "fixed_points" (share
+    finite, share in the closed unit disk, median modulus of the finite ones)], "total": counts
+    and shares over all layers}.
   """
   layers, total = [], np.zeros(len(MOBIUS_TYPES), np.int64)
   for layer, m in mobius_maps(params, config).items():
@@ -80,6 +82,8 @@ def map_report(
     counts = np.sum(head_counts, axis=0)
     total += counts
     det = np.abs(np.asarray(determinant(m)))
+    # A non-finite map has no determinant: summarise the others (NaN if there are none).
+    det = det[np.isfinite(det)] if np.isfinite(det).any() else np.array([np.nan])
     points = np.concatenate([np.asarray(p).ravel() for p in fixed_points(m)])
     finite = points[np.isfinite(points)]
     layers.append(
@@ -121,7 +125,9 @@ def _counts_and_shares(counts: np.ndarray) -> dict:
 def representative_maps(
   maps: dict[int, MapCoefficients], *, tol: float = 1e-3, per_type: int = 1
 ) -> list[tuple[str, MapCoefficients]]:
-  """For each type present (degenerate ones aside), the `per_type` maps that move the plane most.
+  """For each type of map present, the `per_type` maps that move the plane most.
+
+  Degenerate and non-finite coefficients are no maps of the sphere and are left out.
 
   "Most" is the distance of the normalised matrix from ±I, so the pictures show the clearest
   example of each type rather than a near-identity one.
@@ -131,7 +137,7 @@ def representative_maps(
   """
   chosen = []
   for code, name in enumerate(MOBIUS_TYPES):
-    if name == "degenerate":  # no map of the sphere: nothing to draw
+    if name in ("degenerate", "non-finite"):  # no map of the sphere: nothing to draw
       continue
     candidates = []
     for layer, m in maps.items():

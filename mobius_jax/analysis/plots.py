@@ -19,7 +19,11 @@ from matplotlib.figure import Figure
 from mobius_jax.ops import MOBIUS_TYPES, MapCoefficients, mobius_transform
 
 TYPE_COLORS = dict(
-  zip(MOBIUS_TYPES, ("#bbbbbb", "#4477aa", "#228833", "#ee6677", "#aa3377", "#222222"), strict=True)
+  zip(
+    MOBIUS_TYPES,
+    ("#bbbbbb", "#4477aa", "#228833", "#ee6677", "#aa3377", "#222222", "#ccbb44"),
+    strict=True,
+  )
 )
 
 

@@ -11,7 +11,7 @@ from mobius_jax.ops import IMPLEMENTATIONS, SCORE_MODES
 from mobius_jax.ops.attention import Implementation, ScoreMode
 
 Activation = Literal["gelu", "gelu_new", "relu"]
-DType = Literal["float32", "bfloat16", "float16"]
+DType = Literal["float32", "bfloat16", "float16", "float64"]  # float64 needs jax_enable_x64
 MobiusQuery = Literal["elementwise", "linear"]
 MobiusKeyValue = Literal["dense", "elementwise"]
 MobiusInit = Literal["identity", "unitary"]

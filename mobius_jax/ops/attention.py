@@ -178,12 +178,16 @@ def attention_weights(
   dropout_rate: float = 0.0,
   dropout_rng: Array | None = None,
 ) -> Array:
-  """Softmax over keys of scaled `[B, N, T, S]` logits, in float32, with bias, mask, dropout."""
-  logits = logits.astype(jnp.float32)
+  """Softmax over keys of scaled `[B, N, T, S]` logits, with bias, mask, dropout.
+
+  Computed in float32 (in float64 for float64 logits, so that gradient checks can use it).
+  """
+  dtype = jnp.promote_types(logits.dtype, jnp.float32)
+  logits = logits.astype(dtype)
   if bias is not None:
     logits = logits + bias
   if mask is not None:
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    logits = jnp.where(mask, logits, jnp.finfo(dtype).min)
   weights = jax.nn.softmax(logits, axis=-1)
   if dropout_rate > 0.0:
     if dropout_rng is None:
@@ -199,11 +203,12 @@ def attention_logits(
   """Scaled dot products q · k of `[B, T, N, H]` queries and `[B, S, N, H]` keys.
 
   Returns:
-    float32 `[B, N, T, S]`; `scale` defaults to 1 / √H.
+    float32 `[B, N, T, S]` (float64 for float64 inputs); `scale` defaults to 1 / √H.
   """
   scale = query.shape[-1] ** -0.5 if scale is None else scale
+  dtype = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
   logits = jnp.einsum(
-    "btnh,bsnh->bnts", query, key, precision=precision, preferred_element_type=jnp.float32
+    "btnh,bsnh->bnts", query, key, precision=precision, preferred_element_type=dtype
   )
   return logits * scale
 
@@ -226,7 +231,7 @@ def mobius_attention_logits(
     precision: matmul precision.
 
   Returns:
-    float32 `[B, N, T, S]`.
+    float32 `[B, N, T, S]` (float64 for float64 inputs).
   """
   _check_choice("score", score, SCORE_MODES)
   (q_re, q_im), (k_re, k_im) = query, key

@@ -12,21 +12,36 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import Array
 
 from mobius_jax.ops.types import MapCoefficients, Pair
 
-MOBIUS_TYPES = ("identity", "parabolic", "elliptic", "hyperbolic", "loxodromic", "degenerate")
+MOBIUS_TYPES = (
+  "identity",
+  "parabolic",
+  "elliptic",
+  "hyperbolic",
+  "loxodromic",
+  "degenerate",
+  "non-finite",
+)
 """Names of the codes `classify` returns: `MOBIUS_TYPES[code]`.
 
-`degenerate` (ad − bc = 0) is not a Möbius map at all; it is reported so that analysis of
-learned coefficients can count such maps instead of mislabelling them.
+`degenerate` (ad − bc = 0) is not a Möbius map at all, and neither is `non-finite` (a NaN or
+infinite coefficient); both are reported so that analysis of learned coefficients can count such
+maps instead of mislabelling them. New names go at the end, so that codes keep their values.
 """
 
 
 def mobius_transform(z: Array, a: Array, b: Array, c: Array, d: Array, *, eps: float = 0.0):
   """Applies f(z) = (a z + b) / (c z + d) element-wise on complex arrays.
+
+  Computed as `mobius_transform_pair` on the real and imaginary parts, so it shares that
+  function's overflow-safe evaluation.
 
   Args:
     z: complex array; broadcasts with the coefficients.
@@ -39,13 +54,8 @@ def mobius_transform(z: Array, a: Array, b: Array, c: Array, d: Array, *, eps: f
   Returns:
     f(z), complex, with the broadcast shape of the inputs.
   """
-  num = a * z + b
-  den = c * z + d
-  if eps == 0.0:
-    return num / den
-  # |m|² as a sum of squares, not abs(m)**2: abs has a non-differentiable sqrt at 0.
-  den_sq = jnp.real(den) ** 2 + jnp.imag(den) ** 2
-  return num * jnp.conj(den) / (den_sq + eps)
+  parts = [(jnp.real(x), jnp.imag(x)) for x in (z, a, b, c, d)]
+  return jax.lax.complex(*mobius_transform_pair(*parts, eps=eps))
 
 
 def mobius_transform_pair(z: Pair, a: Pair, b: Pair, c: Pair, d: Pair, *, eps: float = 0.0):
@@ -53,6 +63,15 @@ def mobius_transform_pair(z: Pair, a: Pair, b: Pair, c: Pair, d: Pair, *, eps: f
 
   This is the form layers use: it needs no complex dtype, so it runs in float32 and bfloat16
   (on any backend) and computes in the inputs' promoted dtype.
+
+  Nothing over- or underflows on the way: small coefficients are scaled up to a largest part
+  of 1, z enters in homogeneous coordinates (z / t : 1 / t), t = max(|Re z|, |Im z|, 1), and n
+  and m are divided by the size of m (at least √eps, in these units) before anything is
+  squared. So for every finite z and coefficients below 1e38, in float32 and bfloat16 alike,
+  the value is finite, and accurate wherever it is representable (for eps = 0: off the pole)
+  up to the map's own conditioning (near its pole or its zero, or near-degenerate
+  coefficients). Its gradients are finite, and as accurate, except where |f(z)| is below
+  about 1e-30 · max(1, the largest coefficient part): there they may underflow to 0.
 
   Args:
     z: pair `(z_re, z_im)` of real arrays, e.g. `[B, L, D]` for D complex channels.
@@ -62,13 +81,40 @@ def mobius_transform_pair(z: Pair, a: Pair, b: Pair, c: Pair, d: Pair, *, eps: f
   Returns:
     Pair `(re, im)` of f(z), with the broadcast shape.
   """
-  num = _pair_add(_pair_mul(a, z), b)
-  den = _pair_add(_pair_mul(c, z), d)
-  den_sq = den[0] ** 2 + den[1] ** 2 + eps
+  # The scales below only pick the units: the result does not depend on them, so their
+  # gradient is zero and stopping it is exact (and keeps max and abs out of the backward pass).
+  # The coefficients are divided by λ = min(their largest part, 1) (the same map; ε follows
+  # below), so that products with a small z do not underflow; z enters as (z / t : 1 / t),
+  # t = |z| within [1, 2^100], so that products with a large z do not overflow. Scaling the
+  # coefficients down as well would let the backward pass overflow (its cotangents of n and m
+  # grow with the scales) where every gradient is representable.
+  largest = functools.reduce(jnp.maximum, [jnp.abs(part) for x in (a, b, c, d) for part in x])
+  inv_lam = jax.lax.stop_gradient(1 / jnp.clip(largest, 2.0**-120, 1))
+  a, b, c, d = ((x[0] * inv_lam, x[1] * inv_lam) for x in (a, b, c, d))
+  size_z = jnp.maximum(jnp.abs(z[0]), jnp.abs(z[1]))
+  inv_t = jax.lax.stop_gradient(1 / jnp.clip(size_z, 1, 2.0**100))
+  w = (z[0] * inv_t, z[1] * inv_t)
+  num = _pair_add(_pair_mul(a, w), (b[0] * inv_t, b[1] * inv_t))
+  den = _pair_add(_pair_mul(c, w), (d[0] * inv_t, d[1] * inv_t))
+  # n conj(m) / (|m|² + ε) is unchanged when n and m are divided by s and ε by s², here in the
+  # units above (ε / (λ t)²). s = max(|m_re|, |m_im|, √ε / (λ t)) bounds |m / s| ≤ √2 and
+  # √ε / (λ t s) ≤ 1, and gives |m / s|² + ε / (λ t s)² ≥ 1: nothing overflows or divides by ~0.
+  root = eps**0.5 * inv_lam * inv_t
+  scale = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(jnp.abs(den[0]), jnp.abs(den[1])), root))
+  # s = 0 only at the pole itself with ε / (λ t)² = 0: ε = 0 (the exact map: NaN there), or
+  # λ t so large that √ε / (λ t) underflows (the pole-safe value there is 0).
+  pole = scale == 0
+  inv_s = 1 / jnp.where(pole, 1, scale)
+  num = (num[0] * inv_s, num[1] * inv_s)
+  den = (den[0] * inv_s, den[1] * inv_s)
+  den_sq = den[0] ** 2 + den[1] ** 2
+  if eps > 0:
+    den_sq = den_sq + jnp.where(pole, 1, (root * inv_s) ** 2)
+  inv_den = 1 / den_sq
   # n · conj(m) / |m|²
   return (
-    (num[0] * den[0] + num[1] * den[1]) / den_sq,
-    (num[1] * den[0] - num[0] * den[1]) / den_sq,
+    (num[0] * den[0] + num[1] * den[1]) * inv_den,
+    (num[1] * den[0] - num[0] * den[1]) * inv_den,
   )
 
 
@@ -137,19 +183,26 @@ def classify(m: MapCoefficients, *, tol: float = 1e-5) -> Array:
   """Classifies each map by σ = (a + d)² / (ad − bc), which is invariant under scaling.
 
   identity: M = λI; parabolic: σ = 4; elliptic: σ real in [0, 4) (rotations about the fixed
-  points); hyperbolic: σ real > 4 (scalings); loxodromic: σ not real; degenerate: ad − bc = 0.
+  points); hyperbolic: σ real > 4 (scalings); loxodromic: σ not real; degenerate: ad − bc = 0;
+  non-finite: an entry is NaN or infinite.
 
   Args:
     m: map `(a, b, c, d)` of complex arrays of shape `[...]`.
     tol: tolerance. A map counts as the identity when max(|b|, |c|, |a − d|) ≤ tol · max|entry|,
       as degenerate when |ad − bc| ≤ tol · max|entry|², as parabolic when |σ − 4| ≤ tol and
-      σ as real when |Im σ| ≤ tol. All tests are relative, so the result does not change when
-      the matrix is scaled.
+      σ as real when |Im σ| ≤ tol. The matrix is first divided by its largest real or imaginary
+      part, so no product overflows or underflows: scaling the matrix, by 1e-30 or by 1e30,
+      does not change its type.
 
   Returns:
     int32 array of shape `[...]`: indices into `MOBIUS_TYPES`.
   """
-  a, b, c, d = m
+  parts = [part for x in m for part in (jnp.real(x), jnp.imag(x))]
+  finite = functools.reduce(jnp.logical_and, [jnp.isfinite(part) for part in parts])
+  largest = functools.reduce(jnp.maximum, [jnp.abs(part) for part in parts])
+  # The zero matrix stays zero (degenerate); a non-finite one is reported before it is used.
+  largest = jnp.where(finite & (largest > 0), largest, 1)
+  a, b, c, d = m = tuple(x / largest for x in m)
   size = jnp.maximum(jnp.maximum(jnp.abs(a), jnp.abs(b)), jnp.maximum(jnp.abs(c), jnp.abs(d)))
   det = determinant(m)
   degenerate = jnp.abs(det) <= tol * size**2
@@ -162,6 +215,7 @@ def classify(m: MapCoefficients, *, tol: float = 1e-5) -> Array:
   hyperbolic = real & (jnp.real(sigma) > 4)
   # The first condition that holds gives the type.
   conditions = {
+    "non-finite": ~finite,
     "degenerate": degenerate,
     "identity": identity,
     "parabolic": parabolic,

@@ -108,6 +108,25 @@ def test_representative_maps_give_one_per_type(params):
   assert all(np.shape(x) == () for _, m in chosen for x in m)
 
 
+def test_non_finite_maps_are_counted_apart_and_left_out_of_the_summaries():
+  # Layer 0's map 0 gets a NaN, map 5 an infinity: two "non-finite" maps, out of the
+  # determinant statistics and the pictures, and the plots have a colour for them.
+  config = dataclasses.replace(CONFIG, layout="MVV")
+  coefficients = np.zeros((4, 2, 8), np.float32)
+  coefficients[0, 0], coefficients[3, 0] = 2.0, 1.0  # 2z: hyperbolic, |det| = 2
+  coefficients[0, 0, 0], coefficients[2, 1, 5] = np.nan, np.inf
+  params = {"encoder": {"layer_0": {"attention": {"query_mobius": {"coefficients": coefficients}}}}}
+  maps = mja.mobius_maps(params, config)
+  assert np.isnan(maps[0][0][0, 0]) and maps[0][2][1, 1] == complex(0, np.inf)  # no NaN added
+  with np.errstate(invalid="ignore"):  # numpy's determinant of the NaN and infinite maps
+    (layer,) = mja.map_report(params, config)["layers"]
+    chosen = mja.representative_maps(maps)
+  assert layer["counts"]["non-finite"] == 2 and layer["counts"]["hyperbolic"] == 6
+  assert layer["determinant"]["abs_mean"] == pytest.approx(2.0)
+  assert [label.rsplit(": ", 1)[1] for label, _ in chosen] == ["hyperbolic"]
+  assert set(mja.plots.TYPE_COLORS) == set(mja.maps.MOBIUS_TYPES)
+
+
 def test_head_kinds_follow_the_layout():
   assert mja.head_kinds(CONFIG) == [
     ["mobius", "mobius", "complex", "complex"],

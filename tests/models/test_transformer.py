@@ -7,7 +7,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
 import mobius_jax as mj
@@ -101,6 +103,10 @@ def test_outputs_at_real_tokens_do_not_change_when_padding_is_added(preset):
     ("roformer", {}),
     ("mobius_bert", {}),  # framed: the last layer is a Möbius layer
     ("mobius_roformer", {"layout": "bottom", "mobius_query": "linear"}),
+    # A Möbius last layer with rotary positions: after a Möbius layer (framed, "MM") and after
+    # a vanilla one (top, "VM").
+    ("mobius_roformer", {}),
+    ("mobius_roformer", {"layout": "top"}),
   ],
 )
 def test_logits_at_masked_positions_are_the_full_logits_rows(preset, overrides):
@@ -174,12 +180,44 @@ def test_jitted_gradients_are_finite_and_dropout_needs_a_key(preset):
 
   loss, grads = loss_and_grads(params, jax.random.key(1))
   assert np.isfinite(loss)
-  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-  assert any(np.any(g != 0) for g in jax.tree.leaves(grads))
+  largest = {
+    "/".join(path): np.abs(g).max() for path, g in traverse_util.flatten_dict(grads).items()
+  }
+  assert all(np.isfinite(g) for g in largest.values()), largest
+  # Every parameter gets a gradient, but the key biases of attention without rotary positions:
+  # a bias b adds q · b to all of a query's scores alike, which the softmax ignores (they see
+  # float32 noise, about 1e-10 of the largest gradient). Rotated by each key's position, it
+  # counts. The other gradients are 1e-5 of the largest or more.
+  top = max(largest.values())
+  zero = {name for name in largest if "key/bias" in name and not config.rotary}
+  assert zero or config.rotary
+  assert all(largest[name] > 1e-7 * top for name in set(largest) - zero), largest
+  assert all(largest[name] < 1e-7 * top for name in zero), largest
   other, _ = loss_and_grads(params, jax.random.key(2))
   assert loss != other  # dropout is on
   with pytest.raises(Exception, match="dropout"):
     model.apply({"params": params}, IDS, deterministic=False)
+
+
+def test_every_mobius_coefficient_gets_a_gradient_from_the_masked_lm_loss():
+  # a, b, c and d, real and imaginary, of every query dimension of every Möbius head: a map cut
+  # off from the loss, or a dimension the query drops, leaves zeros. Both layers are Möbius
+  # layers; the loss is at 2 masked positions, where the last layer computes its queries.
+  config = tiny("mobius_bert", layout="MM")
+  model = MaskedLM(config)
+  params = init(model, config)
+  positions = jnp.array([[1, 3], [0, 5]])
+
+  def loss_fn(p):
+    logits = model.apply({"params": p}, IDS, attention_mask=MASK, masked_positions=positions)
+    labels = jnp.take_along_axis(IDS, positions, axis=1)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  grads = jax.jit(jax.grad(loss_fn))(params)["backbone"]["encoder"]
+  for layer in ("layer_0", "layer_1"):
+    g = grads[layer]["attention"]["query_mobius"]["coefficients"]
+    assert g.shape == (4, 2, config.mobius_heads * config.head_dim)
+    assert np.all(np.isfinite(g)) and np.all(g != 0), (layer, np.argwhere(g == 0))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
