@@ -1,4 +1,4 @@
-"""Each benchmark script runs end to end on its tiniest setting and prints its table.
+"""Each benchmark script runs end to end on a tiny setting and prints its table.
 
 Subprocesses, because the scripts set up jax themselves (scaling.py asks for fake devices
 before importing it). They inherit conftest's fast-compile setting.
@@ -31,21 +31,37 @@ def table_rows(output: str) -> list[list[str]]:
   return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
 
 
+def test_every_script_has_a_smoke_test():
+  # benchmarks/README.md promises it; a new script needs a test that runs it by name.
+  tests = "".join(path.read_text() for path in pathlib.Path(__file__).parent.glob("test_*.py"))
+  scripts = [path.name for path in BENCHMARKS.glob("*.py") if path.name != "common.py"]
+  assert [script for script in scripts if f'"{script}"' not in tests] == []
+
+
+def test_attention():
+  args = ("--lengths", "16", "32", "--tokens", "64", "--heads", "2", "--head-dim", "8")
+  rows = table_rows(run("attention.py", *args, "--repeats", "1"))
+  assert [row[:2] for row in rows] == [["16", "4"], ["32", "2"]]
+  assert all(row[5].endswith("×") and row[6].endswith("×") for row in rows)
+
+
 def test_attention_layer():
   args = ("--lengths", "16", "--tokens", "32", "--hidden", "16", "--heads", "2", "--repeats", "1")
   (row,) = table_rows(run("attention_layer.py", *args))
   assert row[0] == "16" and row[5].endswith("×")
 
 
-@pytest.mark.slow
 def test_train_step():
+  # MöbiusBERT's step, the same `our_step`, runs in test_gpu_script_smoke.
+  variants = ("hf bert", "bert", "bert, full last layer", "bert, all logits")
   args = ("--sizes", "tiny", "--batch", "2", "--length", "16", "--repeats", "1")
-  out = run("train_step.py", *args, "--variants", "hf bert", "bert")
+  out = run("train_step.py", *args, "--variants", *variants)
   rows = table_rows(out)
-  assert [row[1] for row in rows] == ["hf bert", "bert"]
+  assert [row[1] for row in rows] == list(variants)
+  assert all(row[6] and row[7] for row in rows)  # the ratios to hf bert and to bert
+  assert "# tiny: first-step losses" in out
 
 
-@pytest.mark.slow
 def test_scaling_losses_match_one_device():
   args = ("--models", "bert-tiny", "--shardings", "data", "--devices", "1", "2")
   out = run("scaling.py", *args, "--batch", "2", "--length", "16", "--repeats", "1")
@@ -55,6 +71,25 @@ def test_scaling_losses_match_one_device():
 
 
 @pytest.mark.slow
+def test_scaling_every_sharding():
+  args = ("--models", "bert-tiny", "mobius_bert-tiny", "--devices", "1", "2", "4")
+  out = run("scaling.py", *args, "--batch", "4", "--length", "16", "--repeats", "1")
+  rows = table_rows(out)
+  assert len(rows) == 2 * 3 * 3
+  assert all(float(row[5]) < 1e-4 for row in rows)
+
+
+def test_length_buckets():
+  # Reads the offline polarity task and the main job's tokenizer (fetched once, then cached).
+  args = ("--model", "bert-tiny", "--batch", "4", "--batches", "2", "--repeats", "1")
+  rows = table_rows(run("length_buckets.py", *args, "--max_len", "64", "--buckets", "32", "64"))
+  assert [row[0] for row in rows] == ["sentences", "pairs"]
+  assert all(row[4].endswith("×") for row in rows)
+
+
 def test_gpu_script_smoke(tmp_path):
   run("gpu.py", "--smoke", "--out", str(tmp_path))
-  assert (tmp_path / "gpu.json").exists() and "bert-tiny" in (tmp_path / "gpu.md").read_text()
+  assert (tmp_path / "gpu.json").exists()
+  rows = table_rows((tmp_path / "gpu.md").read_text())
+  assert [row[0] for row in rows] == ["bert-tiny", "mobius_bert-tiny"]
+  assert not [row for row in rows if any(cell.startswith("failed") for cell in row)]
