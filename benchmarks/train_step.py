@@ -60,8 +60,8 @@ def masking(length: int) -> dict:
     rate=0.15,
     max_predictions=objectives.max_predictions(0.15, length),
     mask_id=SPECIAL_TOKENS.index("[MASK]"),
+    special_ids=tuple(range(len(SPECIAL_TOKENS))),
     vocab_size=VOCAB,
-    num_special=len(SPECIAL_TOKENS),
   )
 
 

@@ -36,24 +36,34 @@ def get_config() -> ml_collections.ConfigDict:
   config.tokenizer.lowercase = True
   config.vocab_multiple = 64  # the model's vocabulary is rounded up to a multiple of this
   config.max_len = 128
+  # Fine-tuning: each batch is cut to the shortest of these lengths that holds its longest row
+  # (less padding computed, one compilation per length); () pads every batch to max_len.
+  config.length_buckets = ()
   config.packing = True  # pretraining: concatenate and cut into full rows (else truncate)
   config.mask_rate = 0.15  # of each row's ordinary tokens; 80 % [MASK], 10 % random, 10 % kept
-  config.batch_size = 32  # global, per optimiser step
+  config.batch_size = 32  # global (all processes together), per optimiser step
   config.grad_accum_steps = 1  # micro-batches per step (batch_size must divide)
-  config.eval_batch_size = 64
+  config.eval_batch_size = 64  # global
   config.eval_examples = 1024  # pretraining: validation rows scored at the end
 
-  # Optimisation: decoupled AdamW, warm-up then decay, gradient clipping.
-  config.num_train_steps = 100
+  # Optimisation: AdamW with decoupled weight decay, warm-up then decay, gradient clipping.
+  config.num_train_steps = 100  # 0: evaluate the initial (or restored) state only
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.learning_rate = 1e-3
+  config.optimizer.learning_rate = 1e-3  # the peak
   config.optimizer.warmup_ratio = 0.06
   config.optimizer.schedule = "linear"  # or "cosine"
+  config.optimizer.final_rate = 0.0  # the rate at the end, as a fraction of the peak
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.98
   config.optimizer.eps = 1e-6
   config.optimizer.weight_decay = 1e-5
-  config.optimizer.grad_clip = 1.0
+  # "learning_rate": a step decays the weights by weight_decay × lr_t (optax's AdamW);
+  # "schedule": by weight_decay × lr_t / peak (composer's DecoupledAdamW, MosaicBERT's).
+  config.optimizer.weight_decay_scaling = "learning_rate"
+  # Leaves never decayed: biases, LayerNorm and per-dimension scales, and Möbius coefficients
+  # (decay would pull every map towards the degenerate all-zero matrix).
+  config.optimizer.no_decay = ("bias", "bias_real", "bias_imag", "scale", "coefficients")
+  config.optimizer.grad_clip = 1.0  # global norm; 0: no clipping
 
   # Devices: mesh axis sizes over all devices; one of them may be -1 (fill).
   config.mesh = ml_collections.ConfigDict()
@@ -65,6 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.logical_axis_rules = config_dict.placeholder(tuple)
 
   # Bookkeeping.
+  # Resuming a workdir whose saved config differs in keys that change what its checkpoint means
+  # (model, data, optimiser, seed…) is an error unless this is True (e.g. a lower learning rate
+  # after a non-finite loss); run length, cadence and mesh may always change.
+  config.resume_with_changes = False
   config.log_every_steps = 50
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2

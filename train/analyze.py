@@ -16,7 +16,6 @@ flags are defined when it runs (`define_flags`), not on import, so that other co
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -24,7 +23,7 @@ from absl import app, flags, logging
 
 import mobius_jax.analysis as mja
 from mobius_jax import MOBIUS_TYPES, classify, fixed_points
-from train import input_pipeline, tasks
+from train import files, input_pipeline, tasks
 from train.experiment import Run, restore_run
 from train.tokenizer import PAD_ID
 
@@ -85,10 +84,11 @@ def analyze(
   figures = {}
   maps = mja.mobius_maps(params, config)
   if maps:
-    figures["type_shares"] = mja.plot_type_shares(report["maps"], out / "type_shares.png")
+    figures["type_shares"] = _figure(mja.plot_type_shares, report["maps"], out / "type_shares.png")
     chosen = mja.representative_maps(maps, tol=tol)
-    figures["map_images"] = mja.plot_map_images(chosen, out / "map_images.png")
-    np.savez(out / "maps.npz", **_map_arrays(maps, tol))
+    figures["map_images"] = _figure(mja.plot_map_images, chosen, out / "map_images.png")
+    with files.atomic_path(out / "maps.npz") as temporary:
+      np.savez(temporary, **_map_arrays(maps, tol))
 
   inputs = validation_inputs(run, num_examples)
   mask = inputs["input_ids"] != PAD_ID
@@ -99,16 +99,25 @@ def analyze(
   encoding = run.tokenizer.encode(sentence)
   ids = np.array([encoding.ids[: config.max_position_embeddings]], np.int32)
   sentence_weights = mja.attention_weights(params, config, ids)
-  figures["attention"] = mja.plot_attention(
+  figures["attention"] = _figure(
+    mja.plot_attention,
     [w[0] for w in sentence_weights],
     encoding.tokens[: ids.shape[1]],
     out / "attention.png",
     kinds=mja.head_kinds(config),
   )
   report["figures"] = {name: path.name for name, path in figures.items()}
-  (out / "report.json").write_text(json.dumps(report, indent=2))
-  (out / "report.md").write_text(markdown(report))
+  files.write_json(out / "report.json", report)
+  files.write_text(out / "report.md", markdown(report))
   return report
+
+
+def _figure(plot, *args, **kwargs) -> pathlib.Path:
+  """`plot(*args, path, **kwargs)` written atomically to `path` (the last positional)."""
+  *args, path = args
+  with files.atomic_path(path) as temporary:
+    plot(*args, temporary, **kwargs)
+  return path
 
 
 def _map_arrays(maps: dict, tol: float) -> dict[str, np.ndarray]:

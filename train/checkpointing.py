@@ -2,25 +2,47 @@
 
 Each checkpoint holds two items: `state` (parameters, optimiser state, step, RNG key, as the
 nested dict `flax.serialization.to_state_dict` makes of the train state) and `data` (the input
-iterator's position, JSON). Saving is asynchronous; `close()` waits.
+iterator's position, JSON). Saving is asynchronous; `close()` waits. The loop decides when to
+save (and saves only finite states); this module only saves and restores.
+
+A checkpoint that cannot be read (a truncated array file, a broken JSON item) does not stop a
+run: the newest readable one is restored, with a warning naming each unreadable newer one.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import pathlib
 
 import jax
 import orbax.checkpoint as ocp
+
+from train import partitioning
+
+UNREADABLE_SUFFIX = ".unreadable"
 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint whose arrays do not fit the configured model or optimiser."""
 
 
-class Checkpointer:
-  """Saves every `every_steps` steps (and when asked), keeps the last `keep`."""
+class CheckpointUnreadableError(RuntimeError):
+  """No checkpoint in the folder can be read."""
 
-  def __init__(self, directory: str | pathlib.Path, *, every_steps: int, keep: int):
+
+def saved_steps(directory: str | pathlib.Path) -> list[int]:
+  """The steps of the checkpoints in `directory` (without opening them), ascending."""
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(path.name) for path in directory.iterdir() if path.name.isdigit())
+
+
+class Checkpointer:
+  """Saves when asked, keeps the last `keep`, restores the newest readable checkpoint."""
+
+  def __init__(self, directory: str | pathlib.Path, *, keep: int):
     self.directory = pathlib.Path(directory).absolute()
     self._last_saved = None
     self._manager = ocp.CheckpointManager(
@@ -29,45 +51,82 @@ class Checkpointer:
         "state": ocp.StandardCheckpointHandler(),
         "data": ocp.JsonCheckpointHandler(),
       },
-      options=ocp.CheckpointManagerOptions(
-        save_interval_steps=every_steps, max_to_keep=keep, create=True
-      ),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
     )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: dict, data_state: dict, *, force: bool = False) -> bool:
-    """Saves the state dict if `step` is due (or `force`); returns whether it did."""
+  def save(self, step: int, state: dict, data_state: dict) -> bool:
+    """Saves the state dict and data position at `step`, unless that step is saved already."""
     if step in (self._last_saved, self.latest_step()):
       return False
-    saved = self._manager.save(
+    self._manager.save(
       step,
       args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
       ),
-      force=force,
+      force=True,
     )
-    if saved:
-      self._last_saved = step
-    return saved
+    self._last_saved = step
+    return True
 
-  def restore(self, abstract_state: dict, step: int | None = None):
-    """(state dict, data_state) of `step` (default the latest), laid out as `abstract_state`.
+  def restore(self, abstract_state: dict, step: int | None = None, *, set_aside: bool = False):
+    """(state dict, data_state, step) laid out as `abstract_state`.
+
+    Args:
+      abstract_state: the state dict's shapes, dtypes and shardings.
+      step: the step to restore; default the newest readable one.
+      set_aside: rename unreadable checkpoints newer than the one restored to
+        `STEP.unreadable` (never deleted), so that a resumed run can save those steps again
+        and orbax's clean-up never keeps them over good ones.
 
     Raises:
       CheckpointMismatchError: the checkpoint's arrays do not fit `abstract_state`.
+      CheckpointUnreadableError: no checkpoint (or not `step`) can be read.
     """
-    step = self.latest_step() if step is None else step
+    steps = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
+    unreadable = []
+    for candidate in steps:
+      try:
+        restored = self._restore(abstract_state, candidate)
+      except CheckpointMismatchError:
+        raise
+      except Exception as error:  # orbax, tensorstore and json raise many kinds
+        unreadable.append(candidate)
+        logging.warning(
+          "The checkpoint %s cannot be read (%s: %s); trying an older one.",
+          self.directory / str(candidate),
+          type(error).__name__,
+          str(error)[:300],
+        )
+        continue
+      if unreadable and set_aside:
+        self._set_aside(unreadable)
+      return restored["state"], restored["data"], candidate
+    raise CheckpointUnreadableError(
+      f"No checkpoint in {self.directory} can be read (steps {unreadable}; see the warnings). "
+      "Restore them from a copy, or train into a new workdir."
+    )
+
+  def _restore(self, abstract_state: dict, step: int):
     saved = self._manager.item_metadata(step)["state"]
     _check_fits(saved, abstract_state, self.directory / str(step))
-    restored = self._manager.restore(
+    return self._manager.restore(
       step,
       args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
       ),
     )
-    return restored["state"], restored["data"]
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if jax.process_index() == 0:
+      for step in steps:
+        target = self.directory / f"{step}{UNREADABLE_SUFFIX}"
+        os.replace(self.directory / str(step), target)
+        logging.warning("Set the unreadable checkpoint aside as %s (not deleted).", target)
+    partitioning.barrier("checkpoints set aside")
+    self._manager.reload()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
@@ -75,19 +134,26 @@ class Checkpointer:
 
 
 def _check_fits(saved, abstract_state, where: pathlib.Path) -> None:
-  """Compares shapes leaf by leaf, so that a wrong config fails with the path that differs."""
+  """Compares the trees leaf by leaf, so that a wrong config fails with the path that differs."""
   saved_leaves = dict(jax.tree_util.tree_flatten_with_path(saved)[0])
-  wanted_leaves = jax.tree_util.tree_flatten_with_path(abstract_state)[0]
-  for path, wanted in wanted_leaves:
+  wanted_leaves = dict(jax.tree_util.tree_flatten_with_path(abstract_state)[0])
+  advice = "Use a new workdir, or the config the checkpoint was written with."
+  for path, wanted in wanted_leaves.items():
     name = jax.tree_util.keystr(path)
     if path not in saved_leaves:
       raise CheckpointMismatchError(
-        f"The checkpoint {where} has no {name}: it was written for another model or optimiser. "
-        "Use a new workdir, or the config the checkpoint was written with."
+        f"The checkpoint {where} has no {name}: it was written for another model or "
+        f"optimiser. {advice}"
       )
     shape = tuple(getattr(saved_leaves[path], "shape", ()))
     if shape != tuple(wanted.shape):
       raise CheckpointMismatchError(
         f"The checkpoint {where} holds {name} of shape {shape}, the config asks for "
-        f"{tuple(wanted.shape)}. Use a new workdir, or the config the checkpoint was written with."
+        f"{tuple(wanted.shape)}. {advice}"
       )
+  extra = [jax.tree_util.keystr(path) for path in saved_leaves if path not in wanted_leaves]
+  if extra:
+    raise CheckpointMismatchError(
+      f"The checkpoint {where} holds {extra[0]}, which the configured model and optimiser do "
+      f"not have ({len(extra)} such arrays): it was written for another model. {advice}"
+    )

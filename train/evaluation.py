@@ -18,15 +18,19 @@ def evaluate(
   objective: Objective,
   batch_size: int,
   batch_sharding,
+  buckets: tuple[int, ...] = (),
 ) -> dict[str, float]:
   """Loss and metrics of one split (`rows`: arrays `[N, ...]`), every row counted once.
 
-  `eval_step(state, batch)` is the jitted `state.eval_step`; rows pad the last batch with
-  weight 0, and only the rows of weight 1 count.
+  `eval_step(state, batch)` is the jitted `state.eval_step`, with replicated outputs: its sums
+  cover the global batch, whose rows are spread over the processes, and every process gets all
+  predictions. Rows pad the last batch with weight 0; only the rows of weight 1 count. With
+  `buckets`, each batch is cut to a bucket length (see `input_pipeline.eval_batches`).
   """
   totals, predictions = {}, []
-  for batch in input_pipeline.eval_batches(rows, batch_size):
-    out = eval_step(state, partitioning.shard_batch(batch, batch_sharding))
+  for batch in input_pipeline.eval_batches(rows, batch_size, buckets):
+    share = input_pipeline.process_share(batch)
+    out = eval_step(state, partitioning.shard_batch(share, batch_sharding))
     out = {key: np.asarray(value) for key, value in out.items()}
     if "predictions" in out:
       predictions.append(out.pop("predictions")[batch["weight"] > 0])

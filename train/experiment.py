@@ -7,9 +7,7 @@ and a finished run restored from its workdir (`restore_run`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
-from typing import Literal, get_args
 
 import flax.linen as nn
 import jax
@@ -18,14 +16,12 @@ import optax
 from flax import serialization, traverse_util
 from jax.sharding import Mesh
 
+from configs import default as default_config
 from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, hf
-from train import input_pipeline, optim, partitioning, tasks, tokenizer
+from train import checks, datasets, files, input_pipeline, optim, partitioning, tasks, tokenizer
 from train.checkpointing import Checkpointer
 from train.objectives import ClassificationObjective, MaskedLMObjective, Objective, max_predictions
 from train.state import abstract_state
-
-Mode = Literal["pretrain", "finetune"]
-MODES: tuple[str, ...] = get_args(Mode)
 
 
 def parse_init_from(init_from: str) -> tuple[str, pathlib.Path] | None:
@@ -67,28 +63,49 @@ def build_model(
 
 def run_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tokenizer.Tokenizer:
   """The run's tokenizer: the workdir's, its `init_from`'s, or a trained one; saved in the
-  workdir (so that fine-tuning reuses its pretraining run's)."""
+  workdir (so that fine-tuning reuses its pretraining run's). Process 0 makes it, the others
+  read it once it is saved."""
   saved = workdir / "tokenizer.json"
-  if saved.exists():
-    return tokenizer.Tokenizer.from_file(str(saved))
+  if jax.process_index() == 0 and not saved.exists():
+    files.write_text(saved, _new_tokenizer(config).to_str())
+  partitioning.barrier("tokenizer saved")
+  return tokenizer.read_tokenizer(saved)
+
+
+def _new_tokenizer(config: ml_collections.ConfigDict) -> tokenizer.Tokenizer:
   source = parse_init_from(config.init_from)
   if config.mode == "finetune" and source and source[0] == "hf":
-    vocab = str(source[1] / "vocab.txt")
-    tok = tokenizer.bert_tokenizer(vocab, lowercase=config.tokenizer.lowercase)
-  elif config.mode == "finetune" and source:
-    tok = tokenizer.Tokenizer.from_file(str(source[1] / "tokenizer.json"))
-  else:
-    # Fine-tuning from scratch trains its vocabulary on the pretraining corpus too.
-    tok = tokenizer.load_tokenizer(
-      vocab_file=config.tokenizer.vocab_file,
-      corpus=tasks.get_corpus(config.corpus),
-      vocab_size=config.tokenizer.vocab_size,
-      train_examples=config.tokenizer.train_examples,
-      lowercase=config.tokenizer.lowercase,
-      data_dir=config.data_dir,
+    checkpoint = hf.load_checkpoint(source[1], weights=False)
+    if checkpoint.vocab_file is None:
+      raise FileNotFoundError(
+        f"init_from={config.init_from!r} has no vocab.txt: put the checkpoint's vocabulary "
+        "beside its config.json."
+      )
+    return tokenizer.bert_tokenizer(
+      str(checkpoint.vocab_file), lowercase=config.tokenizer.lowercase
     )
-  tok.save(str(saved))
-  return tok
+  if config.mode == "finetune" and source:
+    return tokenizer.read_tokenizer(source[1] / "tokenizer.json")
+  # Fine-tuning from scratch trains its vocabulary on the pretraining corpus too.
+  return tokenizer.load_tokenizer(
+    vocab_file=config.tokenizer.vocab_file,
+    corpus=tasks.get_corpus(config.corpus),
+    vocab_size=config.tokenizer.vocab_size,
+    train_examples=config.tokenizer.train_examples,
+    lowercase=config.tokenizer.lowercase,
+    data_dir=config.data_dir,
+  )
+
+
+def prepare_datasets(config: ml_collections.ConfigDict) -> None:
+  """Builds the offline datasets the run reads, on process 0 only; the others wait."""
+  if jax.process_index() == 0:
+    needed = [task_of(config) or tasks.get_corpus(config.corpus)]
+    if not config.tokenizer.vocab_file and not config.init_from:
+      needed.append(tasks.get_corpus(config.corpus))  # a vocabulary is trained on it
+    for dataset in {source.dataset for source in needed if source.offline}:
+      datasets.prepare(dataset, config.data_dir)
+  partitioning.barrier("datasets prepared")
 
 
 def pretrained_backbone(config: ml_collections.ConfigDict, model_config: ModelConfig) -> dict:
@@ -129,6 +146,20 @@ def load_backbone(backbone: dict, pretrained: dict, what: str) -> dict:
   return traverse_util.unflatten_dict({**target, **source})
 
 
+# Masked-LM accuracy is also reported at this rate when training masks at another: MosaicBERT
+# evaluates at 15 % whatever its training rate ("for consistent comparison", its yamls say).
+EVAL_MASK_RATE = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """One evaluation at the end of a run: the rows of a split, scored by an objective."""
+
+  name: str  # the key in the summary's "eval"
+  rows: dict  # arrays `[N, ...]`
+  objective: Objective
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything a config builds before the first step."""
@@ -141,31 +172,37 @@ class Experiment:
   model_config: ModelConfig
   optimizer: optax.GradientTransformation
   objective: Objective
+  evaluations: tuple[Evaluation, ...]
   mesh: Mesh
   rules: partitioning.Rules
 
 
 def build_experiment(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Experiment:
-  """The run `config` describes (the tokenizer is saved into `workdir`)."""
+  """The run `config` describes (the tokenizer is saved into `workdir`).
+
+  Raises:
+    ValueError: the config does not fit the model or the devices (`checks.check_fit`).
+  """
   task = task_of(config)
+  prepare_datasets(config)
   tok = run_tokenizer(config, workdir)
   model, model_config = build_model(
     config, model_vocab_size(config, tok), None if task is None else task.num_labels
   )
+  mesh = partitioning.mesh_from_config(config)
+  checks.check_fit(config, model_config, tok.get_vocab_size(), mesh)
   if task is None:
-    corpus = tasks.get_corpus(config.corpus)
-    data = input_pipeline.pretraining_data(config, corpus, tok)
-    masking = dict(
-      rate=config.mask_rate,
-      max_predictions=max_predictions(config.mask_rate, config.max_len),
-      mask_id=tok.token_to_id("[MASK]"),
-      vocab_size=tok.get_vocab_size(),
-      num_special=len(tokenizer.SPECIAL_TOKENS),
-    )
-    objective = MaskedLMObjective(model, masking)
+    data = input_pipeline.pretraining_data(config, tasks.get_corpus(config.corpus), tok)
+    objective = _masked_lm(model, config.mask_rate, config.max_len, tok)
+    (rows,) = data.eval_splits.values()
+    evaluations = [Evaluation("validation", rows, objective)]
+    if config.mask_rate != EVAL_MASK_RATE:
+      masked_lm = _masked_lm(model, EVAL_MASK_RATE, config.max_len, tok)
+      evaluations.append(Evaluation(f"validation_mask{EVAL_MASK_RATE:g}", rows, masked_lm))
   else:
     data = input_pipeline.finetuning_data(config, task, tok)
     objective = ClassificationObjective(model, task)
+    evaluations = [Evaluation(name, rows, objective) for name, rows in data.eval_splits.items()]
   return Experiment(
     config=config,
     name=config.corpus if task is None else task.name,
@@ -175,9 +212,21 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: pathlib.Path) -
     model_config=model_config,
     optimizer=optim.make_optimizer(config),
     objective=objective,
-    mesh=partitioning.mesh_from_config(config),
+    evaluations=tuple(evaluations),
+    mesh=mesh,
     rules=partitioning.axis_rules(config),
   )
+
+
+def _masked_lm(model, rate: float, length: int, tok) -> MaskedLMObjective:
+  masking = dict(
+    rate=rate,
+    max_predictions=max_predictions(rate, length),
+    mask_id=tok.token_to_id("[MASK]"),
+    special_ids=tokenizer.special_ids(tok),
+    vocab_size=tok.get_vocab_size(),
+  )
+  return MaskedLMObjective(model, masking)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +241,14 @@ class Run:
   step: int
 
 
+def saved_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+  """A run's saved config.json over today's defaults (keys added since it was saved keep their
+  default values)."""
+  config = default_config.get_config()
+  config.update(files.read_json(path, "run's config"))
+  return config
+
+
 def restore_run(workdir: str | pathlib.Path, step: int | None = None) -> Run:
   """The model, parameters and tokenizer of the run in `workdir`, at `step` (default latest).
 
@@ -204,19 +261,18 @@ def restore_run(workdir: str | pathlib.Path, step: int | None = None) -> Run:
       f"{str(workdir)!r} is no training workdir (it has no config.json): give the --workdir of a "
       "pretraining or fine-tuning run, or 'hf:DIR' for a Hugging Face checkpoint."
     )
-  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-  tok = tokenizer.Tokenizer.from_file(str(workdir / "tokenizer.json"))
+  config = saved_config(workdir / "config.json")
+  tok = tokenizer.read_tokenizer(workdir / "tokenizer.json")
   task = task_of(config)
   model, model_config = build_model(
     config, model_vocab_size(config, tok), None if task is None else task.num_labels
   )
   state = abstract_state(model, optim.make_optimizer(config), config.max_len)
-  checkpointer = Checkpointer(workdir / "checkpoints", every_steps=1, keep=1)
+  checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
   try:
     if checkpointer.latest_step() is None:
       raise FileNotFoundError(f"{str(workdir)!r} holds no checkpoint; train into it first.")
-    step = checkpointer.latest_step() if step is None else step
-    restored, _ = checkpointer.restore(serialization.to_state_dict(state), step)
+    restored, _, step = checkpointer.restore(serialization.to_state_dict(state), step)
   finally:
     checkpointer.close()
   return Run(config, model_config, model, restored["params"], tok, step)

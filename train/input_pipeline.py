@@ -120,26 +120,67 @@ def finetuning_arrays(
 
 
 def training_dataset(
-  rows: dict[str, np.ndarray] | grain.MapDataset, batch_size: int, seed: int
+  rows: dict[str, np.ndarray] | grain.MapDataset,
+  batch_size: int,
+  seed: int,
+  buckets: tuple[int, ...] = (),
 ) -> grain.MapDataset:
   """Endless training batches: seeded shuffle, reshuffled each epoch, this process's share.
 
+  Every process draws the same global batches of `batch_size` row indices and reads only its
+  own slice of each (`process_share`): the global batch, the data position and so the run are
+  the same for any number of processes.
+
   Args:
     rows: in-memory arrays with one row per example, or a grain dataset of examples.
-    batch_size: the global batch size; each process gets its share.
+    batch_size: the global batch size B.
     seed: shuffling seed.
+    buckets: for in-memory rows, cut each batch's token arrays to the shortest of these lengths
+      that holds its longest row (`bucket_length`), so that little padding is computed and few
+      shapes compile; () keeps the rows' full length.
   """
-  per_process = batch_size // jax.process_count()
-  if isinstance(rows, dict):
-    num_rows = len(next(iter(rows.values())))
-    dataset = grain.MapDataset.range(num_rows)
-  else:
-    dataset = rows
-  dataset = dataset[jax.process_index() :: jax.process_count()]
-  dataset = dataset.shuffle(seed=seed).repeat(None).batch(per_process, drop_remainder=True)
-  if isinstance(rows, dict):  # batches of indices → rows, one numpy gather per array
-    return dataset.map(lambda index: {key: value[index] for key, value in rows.items()})
-  return dataset
+  num_rows = len(next(iter(rows.values()))) if isinstance(rows, dict) else len(rows)
+  batches = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(None)
+  batches = batches.batch(batch_size, drop_remainder=True)
+  if not isinstance(rows, dict):
+    return batches.map(process_share).map(lambda index: _stack([rows[int(i)] for i in index]))
+  lengths = token_lengths(rows)
+
+  def read(index):  # one numpy gather per array, at the global batch's bucket length
+    length = bucket_length(lengths[index], buckets)
+    local = process_share(index)
+    return {key: _cut(value[local], length) for key, value in rows.items()}
+
+  return batches.map(read)
+
+
+def token_lengths(rows: dict[str, np.ndarray]) -> np.ndarray:
+  """Each row's length up to its last real token: `[N]`."""
+  real = rows["input_ids"] != PAD_ID
+  return np.where(real.any(axis=1), real.shape[1] - np.argmax(real[:, ::-1], axis=1), 0)
+
+
+def bucket_length(lengths: np.ndarray, buckets: tuple[int, ...]) -> int | None:
+  """The shortest bucket that holds the longest of `lengths`; None: the full length."""
+  longest = int(lengths.max(initial=0))
+  return next((bucket for bucket in sorted(buckets) if bucket >= longest), None)
+
+
+def _cut(value: np.ndarray, length: int | None) -> np.ndarray:
+  """Token arrays `[B, L]` cut to `[B, length]`; other arrays as they are."""
+  return value[:, :length] if length is not None and value.ndim == 2 else value
+
+
+def process_share(batch):
+  """This process's rows of a global batch (an array `[B, ...]` or a dict of them)."""
+  count, index = jax.process_count(), jax.process_index()
+  if count == 1:
+    return batch
+  return jax.tree.map(lambda x: x[index * len(x) // count : (index + 1) * len(x) // count], batch)
+
+
+def _stack(examples: list[dict]) -> dict[str, np.ndarray]:
+  return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
 
 
 def iterate(dataset: grain.MapDataset, state: dict | None = None):
@@ -150,14 +191,19 @@ def iterate(dataset: grain.MapDataset, state: dict | None = None):
   return iterator
 
 
-def eval_batches(rows: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """Every row once, in order, in fixed-size batches; `weight` is 0 on the last one's padding."""
+def eval_batches(
+  rows: dict[str, np.ndarray], batch_size: int, buckets: tuple[int, ...] = ()
+) -> Iterator[dict[str, np.ndarray]]:
+  """Every row once, in order, in global batches of `batch_size`; `weight` is 0 on the last
+  one's padding. With `buckets`, token arrays are cut as in `training_dataset`."""
   num_rows = len(next(iter(rows.values())))
+  lengths = token_lengths(rows) if buckets else None
   for start in range(0, num_rows, batch_size):
     index = np.arange(start, start + batch_size)
     valid = index < num_rows
     index = np.where(valid, index, 0)
-    batch = {key: value[index] for key, value in rows.items()}
+    length = bucket_length(lengths[index], buckets) if buckets else None
+    batch = {key: _cut(value[index], length) for key, value in rows.items()}
     batch["weight"] = valid.astype(np.float32)
     yield batch
 
@@ -172,6 +218,7 @@ class Data:
   train: grain.MapDataset  # training batches
   eval_splits: dict[str, dict[str, np.ndarray]]  # split name → rows (see `eval_batches`)
   tokens_per_batch: int
+  buckets: tuple[int, ...] = ()  # the batch lengths of evaluation too (`eval_batches`)
 
 
 def pretraining_data(config: ml_collections.ConfigDict, corpus: Corpus, tokenizer) -> Data:
@@ -210,8 +257,10 @@ def finetuning_data(config: ml_collections.ConfigDict, task: Task, tokenizer) ->
   splits = {split: arrays(split) for split in task.eval_splits}
   if task.test_split:
     splits["test"] = arrays(task.test_split)
+  buckets = tuple(config.length_buckets)
   return Data(
-    train=training_dataset(arrays(task.train_split), config.batch_size, config.seed),
+    train=training_dataset(arrays(task.train_split), config.batch_size, config.seed, buckets),
     eval_splits=splits,
     tokens_per_batch=config.batch_size * config.max_len,
+    buckets=buckets,
   )

@@ -2,17 +2,30 @@
 
 python -m train.main --config configs/default.py --workdir /tmp/run
 python -m train.main --config configs/default.py --workdir /tmp/run --config.num_train_steps=50
+
+Several processes (a TPU pod's hosts, a GPU cluster's nodes, or processes on one machine) run
+the same command, each with its --process_id; JAX detects pods, SLURM and Open MPI itself:
+
+XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m train.main \
+  --config configs/default.py --workdir W --coordinator_address=localhost:12345 \
+  --num_processes=2 --process_id=0      # and --process_id=1 in a second shell
 """
 
 import json
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import loop
+from train import loop, partitioning
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the summary go.")
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "A configs/*.py file.")
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "HOST:PORT of process 0, to join several processes."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "How many processes join.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 … n − 1.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -21,10 +34,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
+  partitioning.join_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: summary[k] for k in ("status", "step", "eval", "tokens_per_second")}))
-  if summary["status"] == "interrupted":
-    print(f"Interrupted at step {summary['step']}; rerun the same command to resume.")
+  if jax.process_index() == 0:
+    print(json.dumps({k: summary[k] for k in ("status", "step", "eval", "tokens_per_second")}))
+    if summary["status"] == "interrupted":
+      print(f"Interrupted at step {summary['step']}; rerun the same command to resume.")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ JSON summary per run.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Mapping
 
 import numpy as np
+
+from train import files
 
 
 def accuracy(labels, predictions) -> float:
@@ -72,23 +73,33 @@ def compute(names: tuple[str, ...], labels, predictions) -> dict[str, float]:
 
 
 class MetricWriter:
-  """Scalars to TensorBoard event files under `logdir`, and one JSON summary at the end."""
+  """Scalars to TensorBoard event files under `logdir`, and one JSON summary at the end.
 
-  def __init__(self, logdir: str | pathlib.Path):
-    from tensorboardX import SummaryWriter  # imported here: only runs that log need it
+  Only process 0 writes (`enabled`); on the others every method does nothing.
+  """
 
+  def __init__(self, logdir: str | pathlib.Path, *, enabled: bool = True):
     self.logdir = pathlib.Path(logdir)
-    self._writer = SummaryWriter(str(self.logdir))
+    self._writer = None
+    if enabled:
+      from tensorboardX import SummaryWriter  # imported here: only runs that log need it
+
+      self._writer = SummaryWriter(str(self.logdir))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if self._writer is None:
+      return
     for name, value in scalars.items():
       self._writer.add_scalar(name, float(value), step)
     self._writer.flush()
 
   def write_summary(self, summary: Mapping) -> pathlib.Path:
+    """Writes `summary.json` (atomically) and returns its path."""
     path = self.logdir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    if self._writer is not None:
+      files.write_json(path, summary)
     return path
 
   def close(self) -> None:
-    self._writer.close()
+    if self._writer is not None:
+      self._writer.close()

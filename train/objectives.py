@@ -41,32 +41,40 @@ def mask_tokens(
   rate: float,
   max_predictions: int,
   mask_id: int,
+  special_ids: tuple[int, ...],
   vocab_size: int,
-  num_special: int,
 ):
   """BERT's masking: round(rate · n) of each row's n ordinary tokens, chosen uniformly.
 
-  Of the chosen positions 80 % become [MASK], 10 % a random ordinary token, 10 % stay. Token
-  ids below `num_special` ([PAD], [CLS], [SEP], …) are never chosen.
+  Of the chosen positions 80 % become [MASK], 10 % a random ordinary token, 10 % stay. The
+  tokens of `special_ids` ([PAD], [UNK], [CLS], [SEP], [MASK], and a BERT vocabulary's
+  [unusedN]) are never chosen and never drawn as replacements, as in Hugging Face's
+  `DataCollatorForLanguageModeling`, which MosaicBERT used (it leaves out the [unusedN] draws).
 
   Args:
-    input_ids: int `[B, L]`.
+    input_ids: int `[B, L]`, all below `vocab_size`.
     max_predictions: P, the most positions chosen per row.
-    vocab_size: the tokenizer's vocabulary size (random replacements are drawn below it).
+    special_ids: the tokenizer's special token ids (`train.tokenizer.special_ids`).
+    vocab_size: the tokenizer's vocabulary size V (replacements are drawn below it).
 
   Returns:
     (masked input_ids `[B, L]`, positions `[B, P]`, labels `[B, P]`, weights `[B, P]`: 1 at
     the chosen positions, 0 where a row has fewer than P).
   """
+  special = np.zeros(vocab_size, bool)  # a constant of the compiled step
+  special[list(special_ids)] = True
+  ordinary = np.flatnonzero(~special).astype(np.int32)
   choose, kind, replacement = jax.random.split(rng, 3)
-  eligible = input_ids >= num_special
+  eligible = ~jnp.asarray(special)[input_ids]
   scores = jnp.where(eligible, jax.random.uniform(choose, input_ids.shape), -1.0)
   _, positions = jax.lax.top_k(scores, max_predictions)  # [B, P]
   count = jnp.round(rate * eligible.sum(axis=1, keepdims=True))
   weights = (jnp.arange(max_predictions) < count).astype(jnp.float32)
   labels = jnp.take_along_axis(input_ids, positions, axis=1)
   draw = jax.random.uniform(kind, positions.shape)
-  random_tokens = jax.random.randint(replacement, positions.shape, num_special, vocab_size)
+  random_tokens = jnp.asarray(ordinary)[
+    jax.random.randint(replacement, positions.shape, 0, len(ordinary))
+  ]
   new = jnp.where(draw < 0.8, mask_id, jnp.where(draw < 0.9, random_tokens, labels))
   new = jnp.where(weights > 0, new, labels)
   rows = jnp.arange(input_ids.shape[0])[:, None]

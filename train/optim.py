@@ -1,4 +1,4 @@
-"""The optimiser: AdamW with decoupled weight decay, warm-up then decay, gradient clipping."""
+"""The optimiser: AdamW with decoupled weight decay, warm-up then decay, optional clipping."""
 
 from __future__ import annotations
 
@@ -10,44 +10,52 @@ import optax
 
 Schedule = Literal["linear", "cosine"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
-# Never decayed: biases, LayerNorm and per-dimension scales, and Möbius coefficients (decay
-# would pull every map towards the degenerate all-zero matrix).
-NO_DECAY = ("bias", "bias_real", "bias_imag", "scale", "coefficients")
+DecayScaling = Literal["learning_rate", "schedule"]
+DECAY_SCALINGS: tuple[str, ...] = get_args(DecayScaling)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up over `warmup_ratio` of the steps, then linear or cosine decay to 0."""
+  """Linear warm-up over `warmup_ratio` of the steps, then linear or cosine decay to
+  `final_rate` × the peak (composer's `alpha_f`)."""
   opt, steps = config.optimizer, config.num_train_steps
   warmup = int(opt.warmup_ratio * steps)
+  peak, final = opt.learning_rate, opt.final_rate * opt.learning_rate
   if opt.schedule == "linear":
-    decay = optax.linear_schedule(opt.learning_rate, 0.0, max(steps - warmup, 1))
+    decay = optax.linear_schedule(peak, final, max(steps - warmup, 1))
   elif opt.schedule == "cosine":
-    decay = optax.cosine_decay_schedule(opt.learning_rate, max(steps - warmup, 1))
+    decay = optax.cosine_decay_schedule(peak, max(steps - warmup, 1), alpha=opt.final_rate)
   else:
     raise ValueError(f"optimizer.schedule={opt.schedule!r}: use one of {SCHEDULES}.")
-  return optax.join_schedules(
-    [optax.linear_schedule(0.0, opt.learning_rate, warmup), decay], [warmup]
-  )
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 
-def weight_decay_mask(params):
-  """True where AdamW's decoupled weight decay applies (see `NO_DECAY`)."""
+def weight_decay_mask(params, no_decay: tuple[str, ...]):
+  """True where weight decay applies: every leaf whose name is not in `no_decay`."""
   return jax.tree_util.tree_map_with_path(
-    lambda path, _: getattr(path[-1], "key", None) not in NO_DECAY, params
+    lambda path, _: getattr(path[-1], "key", None) not in no_decay, params
   )
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Gradient clipping by global norm, then AdamW (MosaicBERT's recipe in the paper configs)."""
+  """Gradient clipping by global norm (unless `grad_clip` is 0), then AdamW.
+
+  The weight decay of a step is `weight_decay × lr_t` with `weight_decay_scaling="learning_rate"`
+  (optax's and PyTorch's AdamW), or `weight_decay × lr_t / lr_peak` with `"schedule"` (composer's
+  `DecoupledAdamW`, as MosaicBERT and the paper ran it: the weights lose `weight_decay` of
+  themselves per step at the peak rate); the second is the first with weight_decay / lr_peak.
+  """
   opt = config.optimizer
-  return optax.chain(
-    optax.clip_by_global_norm(opt.grad_clip),
-    optax.adamw(
-      learning_rate_schedule(config),
-      b1=opt.b1,
-      b2=opt.b2,
-      eps=opt.eps,
-      weight_decay=opt.weight_decay,
-      mask=weight_decay_mask,
-    ),
+  weight_decay = opt.weight_decay
+  if opt.weight_decay_scaling == "schedule" and opt.learning_rate > 0:
+    weight_decay = opt.weight_decay / opt.learning_rate
+  adamw = optax.adamw(
+    learning_rate_schedule(config),
+    b1=opt.b1,
+    b2=opt.b2,
+    eps=opt.eps,
+    weight_decay=weight_decay,
+    mask=lambda params: weight_decay_mask(params, tuple(opt.no_decay)),
   )
+  if opt.grad_clip == 0:
+    return adamw
+  return optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw)

@@ -11,16 +11,16 @@ table. Runs resume from their checkpoints, so a second call with the same flags 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import statistics
 import time
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 
 from configs import default
-from train import loop, tasks
+from train import files, loop, partitioning, tasks
 from train.datasets import data_source
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
@@ -108,6 +108,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
+  partitioning.join_processes()  # on a pod or cluster JAX detects; else one process
   task = tasks.get_task(_TASK.value)
   root = pathlib.Path(_WORKDIR.value)
   started = time.perf_counter()
@@ -115,10 +116,11 @@ def main(argv):
   for seed in range(_SEEDS.value):
     for model in _MODELS.value:
       rows[model].append(run_one(model, seed, root / f"seed{seed}" / model))
-  table = format_table(rows, task)
-  (root / "results.json").write_text(json.dumps(rows, indent=2))
-  print(f"\n{_SEEDS.value} seed(s), {task.name}; total {time.perf_counter() - started:.0f} s\n")
-  print(table)
+  if jax.process_index() == 0:
+    table = format_table(rows, task)
+    files.write_json(root / "results.json", rows)
+    print(f"\n{_SEEDS.value} seed(s), {task.name}; total {time.perf_counter() - started:.0f} s\n")
+    print(table)
 
 
 if __name__ == "__main__":

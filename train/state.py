@@ -48,7 +48,8 @@ def train_step(state: TrainState, batch, rng, *, objective: Objective, accum_ste
   """One optimiser step on `batch`, in `accum_steps` micro-batches if > 1 (same result).
 
   Returns:
-    (new state, metrics: loss, accuracy where there is one, grad_norm).
+    (new state, metrics: loss, accuracy where there is one, grad_norm, and `finite`: whether
+    the loss, the gradients and the new parameters are all finite).
   """
 
   def loss_and_grads(micro, rng):
@@ -75,7 +76,15 @@ def train_step(state: TrainState, batch, rng, *, objective: Objective, accum_ste
   # The objective sums over examples: the mean gradient divides by their number.
   grads = jax.tree.map(lambda g: g / jnp.maximum(totals["count"], 1.0), grads)
   state = state.apply_gradients(grads=grads)
-  return state, {**summarize(totals), "grad_norm": optax.tree.norm(grads)}
+  means, grad_norm = summarize(totals), optax.tree.norm(grads)
+  # Known on the device at every step, so that no non-finite state is ever saved.
+  finite = jnp.isfinite(means["loss"]) & jnp.isfinite(grad_norm) & all_finite(state.params)
+  return state, {**means, "grad_norm": grad_norm, "finite": finite}
+
+
+def all_finite(tree) -> jax.Array:
+  """True where every element of every array in `tree` is finite: a bool scalar."""
+  return jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), tree, jnp.array(True))
 
 
 def eval_step(state: TrainState, batch, *, objective: Objective, rng: jax.Array):

@@ -5,6 +5,7 @@ Every vocabulary we build or load holds `SPECIAL_TOKENS`, with [PAD] = 0.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 from tokenizers import (
@@ -17,18 +18,49 @@ from tokenizers import (
   trainers,
 )
 
-from train import datasets
+from train import datasets, files
 from train.tasks import Corpus
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0  # "[PAD]" is the first token of every vocabulary we build or load
 
-__all__ = ["PAD_ID", "SPECIAL_TOKENS", "Tokenizer", "bert_tokenizer", "load_tokenizer"]
+__all__ = [
+  "PAD_ID",
+  "SPECIAL_TOKENS",
+  "Tokenizer",
+  "bert_tokenizer",
+  "load_tokenizer",
+  "read_tokenizer",
+  "special_ids",
+]
+
+
+def special_ids(tokenizer: Tokenizer) -> tuple[int, ...]:
+  """The ids of the bracketed tokens: [PAD], [UNK], [CLS], [SEP], [MASK] and, in BERT's own
+  vocabularies, [unused0] … (ids 1 … 99 and 104 … 998 in bert-base-uncased's)."""
+  vocab = tokenizer.get_vocab()
+  return tuple(
+    sorted(i for token, i in vocab.items() if len(token) > 2 and token[0] + token[-1] == "[]")
+  )
+
+
+def read_tokenizer(path: str | pathlib.Path) -> Tokenizer:
+  """A tokenizer saved as JSON; a missing or unreadable file raises an error naming it."""
+  try:
+    return Tokenizer.from_str(pathlib.Path(path).read_text())
+  except FileNotFoundError as error:
+    raise FileNotFoundError(f"There is no tokenizer at {path}.") from error
+  except Exception as error:  # tokenizers raises its own kinds for a broken file
+    raise ValueError(
+      f"The tokenizer {path} cannot be read ({error}). Restore it, or remove it and rerun."
+    ) from error
 
 
 def bert_tokenizer(vocab: dict[str, int] | str, *, lowercase: bool = True) -> Tokenizer:
   """BERT's WordPiece tokenizer from a vocabulary dict or a `vocab.txt` path."""
   if isinstance(vocab, str):
+    if not pathlib.Path(vocab).is_file():
+      raise FileNotFoundError(f"The vocabulary file {vocab} does not exist.")
     model = models.WordPiece.from_file(vocab, unk_token="[UNK]")
   else:
     model = models.WordPiece(vocab, unk_token="[UNK]")
@@ -67,7 +99,10 @@ def load_tokenizer(
   casing = "uncased" if lowercase else "cased"
   path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
   if path.exists():
-    return Tokenizer.from_file(str(path))
+    try:
+      return read_tokenizer(path)
+    except ValueError as error:  # a truncated cache is rebuilt
+      logging.warning("%s; training the vocabulary again.", error)
   source = datasets.data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
   trainer = trainers.WordPieceTrainer(
     vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
@@ -77,6 +112,5 @@ def load_tokenizer(
   )
   untrained.train_from_iterator(corpus.texts(source, train_examples), trainer)
   tokenizer = bert_tokenizer(untrained.get_vocab(), lowercase=lowercase)
-  cache.mkdir(parents=True, exist_ok=True)
-  tokenizer.save(str(path))
+  files.write_text(path, tokenizer.to_str())
   return tokenizer

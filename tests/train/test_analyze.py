@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+import tensorflow_datasets.text.c4  # registers c4 for the mock data
+import tensorflow_datasets.text.glue
 
-from tests.train.test_train import finetune_config, pretrain_config
+from tests.train.runs import finetune_config, pretrain_config
 from train import analyze, experiment, loop
 
 ROOT = pathlib.Path(__file__).parents[2]

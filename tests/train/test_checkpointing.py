@@ -16,16 +16,16 @@ def abstract(tree):
 
 
 def test_a_saved_state_and_data_position_restore_exactly(tmp_path):
-  checkpointer = Checkpointer(tmp_path, every_steps=1, keep=2)
+  checkpointer = Checkpointer(tmp_path, keep=2)
   assert checkpointer.save(1, state(), {"position": 7})
   checkpointer.close()
-  checkpointer = Checkpointer(tmp_path, every_steps=1, keep=2)
-  restored, data_state = checkpointer.restore(abstract(state()))
+  checkpointer = Checkpointer(tmp_path, keep=2)
+  restored, data_state, step = checkpointer.restore(abstract(state()))
   checkpointer.close()
   np.testing.assert_array_equal(
     restored["params"]["dense"]["kernel"], state()["params"]["dense"]["kernel"]
   )
-  assert data_state == {"position": 7}
+  assert data_state == {"position": 7} and step == 1
 
 
 @pytest.mark.parametrize(
@@ -42,10 +42,10 @@ def test_a_saved_state_and_data_position_restore_exactly(tmp_path):
   ],
 )
 def test_a_checkpoint_that_does_not_fit_names_the_leaf(tmp_path, wanted, message):
-  checkpointer = Checkpointer(tmp_path, every_steps=1, keep=2)
+  checkpointer = Checkpointer(tmp_path, keep=2)
   checkpointer.save(1, state(), {})
   checkpointer.close()  # waits for the asynchronous save
-  checkpointer = Checkpointer(tmp_path, every_steps=1, keep=2)
+  checkpointer = Checkpointer(tmp_path, keep=2)
   with pytest.raises(CheckpointMismatchError, match=message):
     checkpointer.restore(abstract(wanted))
   checkpointer.close()

@@ -38,3 +38,23 @@ def test_eval_batches_hold_every_row_once_and_weigh_the_padding_zero():
   labels = np.concatenate([b["label"] for b in batches])[weights > 0]
   np.testing.assert_array_equal(labels, np.arange(7))
   np.testing.assert_array_equal(batches[-1]["input_ids"][0], [6, 6, 6])
+
+
+def test_batches_are_cut_to_the_shortest_bucket_that_holds_their_longest_row():
+  ids = np.zeros((6, 16), np.int32)
+  for row, length in enumerate([3, 5, 9, 2, 16, 4]):
+    ids[row, :length] = 7
+  rows = {"input_ids": ids, "token_type_ids": ids * 0, "label": np.arange(6)}
+  np.testing.assert_array_equal(input_pipeline.token_lengths(rows), [3, 5, 9, 2, 16, 4])
+  assert input_pipeline.bucket_length(np.array([3, 5]), (8, 12)) == 8
+  assert input_pipeline.bucket_length(np.array([3, 9]), (8, 12)) == 12
+  assert input_pipeline.bucket_length(np.array([16]), (8, 12)) is None  # the full length
+  batches = list(input_pipeline.eval_batches(rows, 2, buckets=(8, 12)))
+  assert [b["input_ids"].shape[1] for b in batches] == [8, 12, 16]
+  assert [b["token_type_ids"].shape[1] for b in batches] == [8, 12, 16]
+  np.testing.assert_array_equal(batches[0]["input_ids"], ids[:2, :8])  # nothing real is cut
+  dataset = input_pipeline.training_dataset(rows, 3, seed=0, buckets=(8, 12))
+  for batch in (dataset[i] for i in range(4)):
+    real = (batch["input_ids"] != PAD_ID).sum(axis=1)
+    assert batch["input_ids"].shape[1] in (8, 12, 16) and real.max() <= batch["input_ids"].shape[1]
+    assert batch["label"].shape == (3,)
