@@ -1,6 +1,13 @@
 """Encoders and task models built from `mobius_jax.layers`, their presets and HF interop."""
 
-from mobius_jax.models.config import FAMILIES, LAYOUTS, MODELS, SIZES, ModelConfig
+from mobius_jax.models.config import (
+  FAMILIES,
+  LAYOUTS,
+  MOBIUS_EMBEDDINGS,
+  MODELS,
+  SIZES,
+  ModelConfig,
+)
 from mobius_jax.models.transformer import (
   EncoderOutput,
   MaskedLM,
@@ -11,6 +18,7 @@ from mobius_jax.models.transformer import (
 __all__ = [
   "FAMILIES",
   "LAYOUTS",
+  "MOBIUS_EMBEDDINGS",
   "MODELS",
   "SIZES",
   "EncoderOutput",

@@ -17,9 +17,11 @@ from mobius_jax.layers.config import LayerConfig, check_in, check_positive
 Family = Literal["bert", "roformer"]
 Layout = Literal["none", "framed", "top", "bottom", "stacked", "alternating", "all"]
 Model = Literal["bert", "roformer", "mobius_bert", "mobius_roformer"]
+MobiusEmbeddings = Literal["stream", "split"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 MODELS: tuple[str, ...] = get_args(Model)
+MOBIUS_EMBEDDINGS: tuple[str, ...] = get_args(MobiusEmbeddings)
 # (num_layers, hidden_size, num_heads, intermediate_size): BERT's sizes and the small BERTs
 # of Turc et al. (2019).
 SIZES = {
@@ -39,6 +41,16 @@ class ModelConfig(LayerConfig):
   Layouts (V vanilla layer, M Möbius layer, for n layers):
     none V…V · framed M V…V M · top V…V M · bottom M V…V · stacked M M V…V ·
     alternating M V M V… · all M…M · or an explicit string such as "MVVVVVVVVVM".
+
+  Embeddings read by a Möbius layer 0 (`mobius_embeddings`; a vanilla layer 0 reads the
+  family's usual embeddings either way):
+    stream  real LayerNorm(word + position + type), imaginary the raw position encoding:
+            BERT's learned rows (std `initializer_range`: 50× below the real channel at
+            initialisation) or RoFormer's sinusoids (RMS 1/√2);
+    split   the paper's "token embedding real, position embedding imaginary": real
+            LayerNorm(word + type), imaginary LayerNorm(position encoding), each with its own
+            LayerNorm (`norm`, `position_norm`) and the embeddings' dropout; both start at RMS
+            1. (RoFormer's real channel, whose sum has no positions, is the same in both.)
   """
 
   family: Family = "bert"  # "bert" (learned absolute positions) or "roformer" (rotary)
@@ -50,12 +62,14 @@ class ModelConfig(LayerConfig):
   layout: Layout | str = "none"  # a named layout, or one letter per layer
   # None: on for RoFormer, off for BERT (True on BERT gives a BERT with rotary positions).
   rotary: bool | None = None
+  mobius_embeddings: MobiusEmbeddings = "stream"  # or "split" (see above)
 
   def __post_init__(self):
     if self.rotary is None:
       object.__setattr__(self, "rotary", self.family == "roformer")
     super().__post_init__()
     check_in(self, "family", FAMILIES)
+    check_in(self, "mobius_embeddings", MOBIUS_EMBEDDINGS)
     check_positive(self, "vocab_size", "num_layers", "max_position_embeddings", "type_vocab_size")
     if self.family == "bert" and self.embedding_size not in (None, self.hidden_size):
       raise ValueError(
@@ -67,6 +81,17 @@ class ModelConfig(LayerConfig):
   @property
   def embedding_width(self) -> int:
     return self.embedding_size or self.hidden_size
+
+  @property
+  def split_embeddings(self) -> bool:
+    """Whether the embeddings give layer 0 separate token and position channels ("split" with
+    a Möbius layer 0), and so have a `position_norm`."""
+    # Not for a vanilla layer 0: the split is how tokens enter a Möbius layer, and a vanilla
+    # first layer (layouts none, top) then reads the baseline's embeddings, parameters and all,
+    # so a paired comparison differs only in the Möbius layers. With Möbius layers first and
+    # last (framed), both ends read as the paper says: (tokens, positions) first, (stream,
+    # tokens) last.
+    return self.mobius_embeddings == "split" and self.layer_kinds[0] == "M"
 
   @property
   def layer_kinds(self) -> str:

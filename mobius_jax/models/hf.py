@@ -213,7 +213,9 @@ def upcycle(
   start as the exact identity. With `mobius_query="linear"` the Möbius heads' linear part
   takes the source's query weights too; with the default element-wise query (no query matrix)
   a Möbius head's query starts as its complex input itself. `mobius_key_value="elementwise"`
-  keys and values start as the identity scaling.
+  keys and values start as the identity scaling. With `mobius_embeddings="split"` (and a
+  Möbius layer 0) the embeddings' `norm` (trained on word + position + type) normalises word +
+  type, and the new `position_norm` starts as LayerNorm's own init: scale ones, bias zeros.
 
   Args:
     state_dict, hf_config: the checkpoint, as for `params_from_hf` and `config_from_hf`.
@@ -237,6 +239,12 @@ def upcycle(
       f"source_layers={source_layers} must name one of the checkpoint's "
       f"{source_config.num_layers} layers for each of the {config.num_layers} new layers."
     )
+  if config.split_embeddings:
+    scale = source["backbone"]["embeddings"]["norm"]["scale"]
+    source["backbone"]["embeddings"]["position_norm"] = {
+      "scale": np.ones(config.hidden_size, scale.dtype),
+      "bias": np.zeros(config.hidden_size, scale.dtype),
+    }
   old_layers = source["backbone"]["encoder"]
   new_layers = {}
   for i, (kind, s) in enumerate(zip(config.layer_kinds, source_layers, strict=True)):

@@ -31,9 +31,15 @@ class EncoderOutput(NamedTuple):
 
 
 class Embeddings(nn.Module):
-  """Word + (BERT: learned position) + token type embeddings, LayerNorm, dropout.
+  """Word, (BERT) position and token type embeddings: layer 0's input.
 
-  Where E ≠ D (RoFormer), a dense `projection` maps the result to the hidden size.
+  The stream (vanilla layer 0) or real channel (Möbius layer 0) is LayerNorm `norm` of word +
+  (BERT) position + type embeddings, with dropout; where E ≠ D (RoFormer), a dense
+  `projection` maps it to the hidden size. A Möbius layer 0 also reads an imaginary channel,
+  the position encoding (BERT's learned rows; RoFormer, which has none, the fixed sinusoids at
+  the hidden width). With `mobius_embeddings="split"` (`ModelConfig.split_embeddings`) the
+  positions leave the real channel's sum and the imaginary channel is their LayerNorm
+  `position_norm`, with dropout: both channels start at unit scale.
   """
 
   config: ModelConfig
@@ -54,6 +60,8 @@ class Embeddings(nn.Module):
       self.position_embeddings = table(cfg.max_position_embeddings, POSITIONS)
     self.token_type_embeddings = table(cfg.type_vocab_size, TOKEN_TYPES)
     self.norm = layer_norm(cfg)
+    if cfg.split_embeddings:
+      self.position_norm = layer_norm(cfg)  # at the hidden width, as the imaginary channel
     self.dropout = nn.Dropout(cfg.hidden_dropout)
     if cfg.embedding_width != cfg.hidden_size:
       # The embedding width is named `mlp` here only to differ from the output's `embed`.
@@ -63,17 +71,30 @@ class Embeddings(nn.Module):
     """input_ids, token_type_ids: int `[B, L]`; positions: int `[B, L]` or `[L]`.
 
     Returns:
-      (`[B, L, D]` embeddings, the `[(B,) L, E]` learned position embeddings or None).
+      (`[B, L, D]` stream or real channel, `[B, L, D]` imaginary channel for a Möbius layer 0,
+      or None where layer 0 is vanilla).
     """
+    cfg = self.config
     x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
     position_embeddings = None
-    if self.config.family == "bert":
+    if cfg.family == "bert":
       position_embeddings = self.position_embeddings(positions)
-      x = x + position_embeddings
+      if not cfg.split_embeddings:
+        x = x + position_embeddings
     x = self.dropout(self.norm(x), deterministic=deterministic)
-    if self.config.embedding_width != self.config.hidden_size:
+    if cfg.embedding_width != cfg.hidden_size:
       x = self.projection(x)
-    return nn.with_logical_constraint(x, STREAM_AXES), position_embeddings
+    x = nn.with_logical_constraint(x, STREAM_AXES)
+    if cfg.layer_kinds[0] != "M":
+      return x, None
+    if position_embeddings is None:  # RoFormer: the fixed sinusoids, at the hidden width
+      position_embeddings = sinusoidal_position_encoding(positions, cfg.hidden_size)
+    if cfg.split_embeddings:
+      position_embeddings = self.position_norm(position_embeddings)  # on [(B,) L, D] rows
+    imag = jnp.broadcast_to(position_embeddings, x.shape).astype(x.dtype)
+    if cfg.split_embeddings:
+      imag = self.dropout(imag, deterministic=deterministic)  # after broadcasting: per example
+    return x, nn.with_logical_constraint(imag, STREAM_AXES)
 
   def attend(self, x):
     """Logits over the vocabulary from `[..., E]` features, with the tied word table."""
@@ -85,8 +106,10 @@ class Encoder(nn.Module):
 
   Entering a Möbius layer from a real stream: the stream is the real channel; the imaginary
   channel is `imag_input` (position information) for the first layer, and the first layer's
-  input (the embeddings) for later ones. Consecutive Möbius layers pass both channels on.
-  Leaving (to a vanilla layer, or at the end): real + imaginary.
+  (real) input `x` for later ones: the embeddings' output, or with split embeddings the token
+  embeddings LayerNorm(word + type), the paper's "token embeddings (the first block's real
+  input)". Consecutive Möbius layers pass both channels on. Leaving (to a vanilla layer, or at
+  the end): real + imaginary.
   """
 
   config: ModelConfig
@@ -97,7 +120,8 @@ class Encoder(nn.Module):
   def __call__(
     self, x, *, imag_input, mask, positions, output_indices=None, deterministic: bool = True
   ):
-    """x, imag_input: `[B, L, D]`; mask: broadcastable to `[B, N, L, L]` → `[B, L, D]`.
+    """x: `[B, L, D]`; imag_input: `[B, L, D]`, or None where layer 0 is vanilla; mask:
+    broadcastable to `[B, N, L, L]` → `[B, L, D]`.
 
     With `output_indices` (int `[B, P]`) the last layer computes its output at those tokens
     only → `[B, P, D]`.
@@ -181,7 +205,6 @@ class Transformer(nn.Module):
     Returns:
       `EncoderOutput(sequence [B, L, D] or [B, P, D], pooled [B, D] or None)`.
     """
-    cfg = self.config
     if output_indices is not None and self.has_pooler:
       raise ValueError(
         "output_indices leaves out the first token that BERT's pooler reads; build the "
@@ -192,12 +215,7 @@ class Transformer(nn.Module):
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
     mask = None if attention_mask is None else padding_mask(attention_mask)
-    x, position_embeddings = self.embeddings(input_ids, token_type_ids, positions, deterministic)
-    imag_input = None
-    if "M" in cfg.layer_kinds:
-      if position_embeddings is None:  # RoFormer: the fixed sinusoids, at the hidden width
-        position_embeddings = sinusoidal_position_encoding(positions, cfg.hidden_size)
-      imag_input = jnp.broadcast_to(position_embeddings, x.shape).astype(x.dtype)
+    x, imag_input = self.embeddings(input_ids, token_type_ids, positions, deterministic)
     x = self.encoder(
       x,
       imag_input=imag_input,

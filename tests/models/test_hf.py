@@ -296,6 +296,29 @@ def _assert_projects_each_channel_as(complex_params, dense, columns):
   np.testing.assert_allclose(out[1], y @ kernel + bias, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["bert", "roformer"])
+def test_upcycling_with_split_embeddings_adds_a_fresh_position_norm(family):
+  # Layer 0 Möbius (framed): the new `position_norm` is LayerNorm's init (ones, zeros); the rest
+  # of the embeddings is the source's. Layer 0 vanilla (top): no split, nothing added.
+  _, _, state = flax_model(family, "mlm")
+  source = convert.params_from_hf(state, convert.config_from_hf(hf_config(family).to_dict()))
+  for layout, split in (("framed", True), ("top", False)):
+    config, params = convert.upcycle(
+      state, hf_config(family).to_dict(), layout=layout, mobius_embeddings="split"
+    )
+    assert config.split_embeddings == split
+    expected = jax.eval_shape(MaskedLM(config).init, jax.random.key(0), IDS)["params"]
+    assert jax.tree.structure(nn.meta.unbox(expected)) == jax.tree.structure(params)
+    embeddings = dict(params["backbone"]["embeddings"])
+    if split:
+      norm = embeddings.pop("position_norm")
+      np.testing.assert_array_equal(norm["scale"], np.ones(config.hidden_size))
+      np.testing.assert_array_equal(norm["bias"], np.zeros(config.hidden_size))
+    jax.tree.map(np.testing.assert_array_equal, embeddings, source["backbone"]["embeddings"])
+  logits = MaskedLM(config).apply({"params": params}, IDS, attention_mask=MASK)
+  assert np.all(np.isfinite(logits))
+
+
 def test_upcycling_a_shallower_model_from_chosen_layers():
   _, _, state = flax_model("bert", "backbone")
   _, params = convert.upcycle(

@@ -9,6 +9,10 @@ What it states:
     imaginary channel is the (learned) position embeddings for layer 0 and the embeddings'
     output (layer 0's input) for a later layer; consecutive Möbius layers pass both channels;
     leaving (to a vanilla layer or at the end) gives real + imaginary;
+  * "split" embeddings, where layer 0 is a Möbius layer: its real channel is LayerNorm(word +
+    token type) (`norm`), its imaginary channel LayerNorm(position) (`position_norm`), and a
+    later Möbius layer's imaginary channel is that real channel (the token embeddings); where
+    layer 0 is vanilla, nothing changes;
   * head h < M: query = the pole-safe map n · conj(m) / (|m|² + ε), n = a z + b, m = c z + d,
     of input dimensions h·C … (h + 1)·C − 1; other heads, keys, values and the output: complex
     dense; score Re(q · conj(k)) / √(2C), softmax over the real keys, complex value average;
@@ -119,9 +123,14 @@ def mobius_layer(x, p, valid, cfg):
 def masked_lm(params, ids, types, valid, cfg):
   """The MaskedLM logits [B, L, V]."""
   emb = params["backbone"]["embeddings"]
-  positions = emb["position_embeddings"]["embedding"][np.arange(ids.shape[1])]
-  x = emb["word_embeddings"]["embedding"][ids] + emb["token_type_embeddings"]["embedding"][types]
-  x = layer_norm(x + positions, emb["norm"], cfg.layer_norm_eps)
+  table = lambda name: emb[f"{name}_embeddings"]["embedding"]  # noqa: E731
+  tokens = table("word")[ids] + table("token_type")[types]
+  positions = table("position")[np.arange(ids.shape[1])]
+  if cfg.mobius_embeddings == "split" and cfg.layer_kinds[0] == "M":
+    x = layer_norm(tokens, emb["norm"], cfg.layer_norm_eps)
+    positions = layer_norm(positions, emb["position_norm"], cfg.layer_norm_eps)
+  else:
+    x = layer_norm(tokens + positions, emb["norm"], cfg.layer_norm_eps)
   first, stream = x, x
   for i, kind in enumerate(cfg.layer_kinds):
     p = params["backbone"]["encoder"][f"layer_{i}"]
@@ -137,7 +146,7 @@ def masked_lm(params, ids, types, valid, cfg):
     stream = stream.real + stream.imag
   head = params["mlm_head"]
   h = layer_norm(gelu(dense(stream, head["transform"])), head["transform_norm"], cfg.layer_norm_eps)
-  return h @ emb["word_embeddings"]["embedding"].T + head["bias"]
+  return h @ table("word").T + head["bias"]
 
 
 # ----------------------------------------------------------------------------- the parameters
@@ -183,11 +192,17 @@ def assert_close(actual, expected):
 # ---------------------------------------------------------------------------------- the tests
 
 
-@pytest.mark.parametrize("layout", ["MVM", "MM"])
-def test_mobius_bert_matches_the_numpy_reference(layout):
+@pytest.mark.parametrize(
+  "layout, embeddings",
+  [("MVM", "stream"), ("MM", "stream"), ("MVM", "split"), ("MM", "split"), ("VM", "split")],
+)
+def test_mobius_bert_matches_the_numpy_reference(layout, embeddings):
   # MVM: layer 0 takes the positions as imaginary input, layer 2 (after a vanilla layer) the
-  # embeddings' output; MM: layer 1 takes both channels of layer 0. One Möbius head of two.
-  cfg = dataclasses.replace(CONFIG, layout=layout, num_layers=len(layout))
+  # embeddings' output (split: the token embeddings); MM: layer 1 takes both channels of
+  # layer 0; VM: split embeddings change nothing. One Möbius head of two.
+  cfg = dataclasses.replace(
+    CONFIG, layout=layout, num_layers=len(layout), mobius_embeddings=embeddings
+  )
   model = MaskedLM(cfg)
   params = redrawn(nn.meta.unbox(model.init(jax.random.key(0), IDS))["params"])
   logits = model.apply({"params": params}, IDS, attention_mask=VALID, token_type_ids=TYPES)
@@ -202,6 +217,11 @@ def test_mobius_bert_matches_the_numpy_reference(layout):
       c["coefficients"][[0, 3], 0] = 1
   off = masked_lm(identity, IDS, TYPES, VALID, cfg)
   assert np.abs(off - expected).max() > 1e3 * RTOL * np.sqrt(np.mean(expected**2))
+  # So does the reading: with a Möbius layer 0, "stream" on the same parameters is far too.
+  if embeddings == "split" and layout[0] == "M":
+    stream = dataclasses.replace(cfg, mobius_embeddings="stream")
+    off = masked_lm(as_float64(params), IDS, TYPES, VALID, stream)
+    assert np.abs(off - expected).max() > 1e3 * RTOL * np.sqrt(np.mean(expected**2))
 
 
 def test_complex_encoder_layer_matches_the_numpy_reference():

@@ -13,12 +13,23 @@ from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
 import mobius_jax as mj
-from mobius_jax.layers import LayerConfig, MobiusSelfAttention
-from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, Transformer
+from mobius_jax.layers import ComplexEncoderLayer, LayerConfig, MobiusSelfAttention
+from mobius_jax.models import (
+  MOBIUS_EMBEDDINGS,
+  MaskedLM,
+  ModelConfig,
+  SequenceClassifier,
+  Transformer,
+)
 from mobius_jax.models.params import count_encoder_params, count_params
 from mobius_jax.sharding import DEFAULT_RULES, make_mesh, use_mesh
 
 PRESETS = ["bert", "roformer", "mobius_bert", "mobius_roformer"]
+SPLIT = {"mobius_embeddings": "split"}
+# (preset, overrides): every preset, and the Möbius ones with the paper's embedding reading.
+MODELS = [pytest.param(p, {}, id=p) for p in PRESETS] + [
+  pytest.param(p, SPLIT, id=f"{p}-split") for p in ("mobius_bert", "mobius_roformer")
+]
 IDS = jnp.array([[5, 7, 9, 11, 13, 3], [4, 6, 8, 10, 12, 14]])
 MASK = jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
 TYPES = jnp.array([[0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1]])
@@ -61,10 +72,17 @@ def test_layouts_build_the_expected_layer_kinds(layout):
   assert kinds == LAYOUTS[layout]
 
 
-def test_mobius_model_with_layout_none_equals_the_baseline_exactly():
+@pytest.mark.parametrize("embeddings", MOBIUS_EMBEDDINGS)
+def test_mobius_model_with_layout_none_equals_the_baseline_exactly(embeddings):
   for family in ("bert", "roformer"):
     baseline = tiny(family)
-    mobius = tiny(f"mobius_{family}", layout="none", num_mobius_heads=1, mobius_score="bilinear")
+    mobius = tiny(
+      f"mobius_{family}",
+      layout="none",
+      num_mobius_heads=1,
+      mobius_score="bilinear",
+      mobius_embeddings=embeddings,
+    )
     params = init(MaskedLM(baseline), baseline)
     np.testing.assert_array_equal(mlm_logits(mobius, params), mlm_logits(baseline, params))
 
@@ -85,9 +103,9 @@ def test_bert_base_has_hugging_faces_parameter_count():
 # ------------------------------------------------------------------------------ invariances
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_outputs_at_real_tokens_do_not_change_when_padding_is_added(preset):
-  config = tiny(preset)
+@pytest.mark.parametrize("preset, overrides", MODELS)
+def test_outputs_at_real_tokens_do_not_change_when_padding_is_added(preset, overrides):
+  config = tiny(preset, **overrides)
   params = init(MaskedLM(config), config)
   short = mlm_logits(config, params, IDS[:, :4], MASK[:, :4] * 0 + 1)
   padded_ids = jnp.concatenate([IDS[:, :4], jnp.zeros((2, 5), jnp.int32)], axis=1)
@@ -154,12 +172,76 @@ def test_mobius_roformer_attention_scores_depend_on_relative_positions_only():
   assert not np.allclose(weights(positions[::-1]), weights(positions), atol=1e-3)
 
 
+# --------------------------------------------------------------------------------- embeddings
+
+
+def first_mobius_input(config, params, **kwargs):
+  """The (real, imaginary) channels `[B, L, D]` that the first Möbius layer is called with."""
+  seen = []
+
+  def record(call, args, call_kwargs, context):
+    if isinstance(context.module, ComplexEncoderLayer) and context.method_name == "__call__":
+      seen.append(args[0])
+    return call(*args, **call_kwargs)
+
+  with nn.intercept_methods(record):
+    mlm_logits(config, params, **kwargs)
+  return seen[0]
+
+
+def rms(x):
+  return float(jnp.sqrt(jnp.mean(jnp.square(x))))
+
+
+@pytest.mark.parametrize("family", ["bert", "roformer"])
+def test_split_embeddings_start_the_first_mobius_layer_on_channels_of_one_scale(family):
+  # Real / imaginary RMS at initialisation. "stream": BERT's imaginary channel is the raw
+  # position rows (std 0.02), 50× below the LayerNorm'd real channel; RoFormer's sinusoids
+  # have RMS 1/√2. "split" normalises both: RMS 1 each (10 %, not 2×, so that RoFormer's √2
+  # fails it).
+  ratios = {}
+  for embeddings in MOBIUS_EMBEDDINGS:
+    config = tiny(f"mobius_{family}", mobius_embeddings=embeddings)
+    real, imag = first_mobius_input(config, init(MaskedLM(config), config))
+    ratios[embeddings] = rms(real) / rms(imag)
+  assert 1 / 1.1 < ratios["split"] < 1.1, ratios
+  if family == "bert":
+    assert ratios["stream"] >= 10, ratios
+  else:
+    np.testing.assert_allclose(ratios["stream"], np.sqrt(2), rtol=0.01)
+
+
+def test_split_embeddings_drop_out_each_channel_independently():
+  config = tiny("mobius_bert", mobius_embeddings="split", hidden_dropout=0.5)
+  params = init(MaskedLM(config), config)
+  real, imag = first_mobius_input(
+    config, params, deterministic=False, rngs={"dropout": jax.random.key(0)}
+  )
+  dropped = [np.asarray(channel) == 0 for channel in (real, imag)]
+  for mask in dropped:
+    assert 0.4 < mask.mean() < 0.6
+    assert np.mean(mask[0] != mask[1]) > 0.3  # a mask per example, not one broadcast
+  assert np.mean(dropped[0] != dropped[1]) > 0.3
+
+
+@pytest.mark.parametrize("layout", ["none", "top"])
+def test_split_embeddings_leave_a_model_with_a_vanilla_first_layer_as_it_was(layout):
+  # A vanilla layer 0 reads the baseline's embeddings; the top Möbius layer's imaginary channel
+  # stays the embeddings' output. Same parameters, same logits.
+  for family in ("bert", "roformer"):
+    stream = tiny(f"mobius_{family}", layout=layout)
+    split = dataclasses.replace(stream, mobius_embeddings="split")
+    params = init(MaskedLM(stream), stream)
+    assert jax.tree.structure(init(MaskedLM(split), split)) == jax.tree.structure(params)
+    np.testing.assert_array_equal(mlm_logits(split, params), mlm_logits(stream, params))
+
+
 # ---------------------------------------------------------------------- training essentials
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_jitted_gradients_are_finite_and_dropout_needs_a_key(preset):
-  config = tiny(preset)
+@pytest.mark.parametrize("preset, overrides", MODELS)
+def test_jitted_gradients_are_finite_and_dropout_needs_a_key(preset, overrides):
+  config = tiny(preset, **overrides)
   model = SequenceClassifier(config, num_labels=3)
   params = init(model, config)
 
@@ -220,9 +302,9 @@ def test_every_mobius_coefficient_gets_a_gradient_from_the_masked_lm_loss():
     assert np.all(np.isfinite(g)) and np.all(g != 0), (layer, np.argwhere(g == 0))
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_bfloat16_forward_pass_stays_close_to_float32(preset):
-  config = tiny(preset)
+@pytest.mark.parametrize("preset, overrides", MODELS)
+def test_bfloat16_forward_pass_stays_close_to_float32(preset, overrides):
+  config = tiny(preset, **overrides)
   params = init(MaskedLM(config), config)
   full = mlm_logits(config, params)
   half = mlm_logits(dataclasses.replace(config, dtype="bfloat16"), params)
@@ -305,9 +387,10 @@ def test_identity_init_starts_near_the_identity_map():
 # --------------------------------------------------------------------------------- sharding
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_every_parameter_has_logical_axis_names(preset):
-  config = tiny(preset, embedding_size=64 if "roformer" in preset else None)
+@pytest.mark.parametrize("preset, overrides", MODELS)
+def test_every_parameter_has_logical_axis_names(preset, overrides):
+  # RoFormer with E < D: `norm` at width E, the split embeddings' `position_norm` at D.
+  config = tiny(preset, embedding_size=64 if "roformer" in preset else None, **overrides)
   for model in (MaskedLM(config), SequenceClassifier(config, num_labels=2)):
     variables = jax.eval_shape(model.init, jax.random.key(0), IDS)
     leaves = jax.tree.leaves(variables, is_leaf=lambda x: isinstance(x, nn.Partitioned))
@@ -348,6 +431,7 @@ def test_model_initialises_sharded_on_the_8_device_mesh():
     (dict(hidden_size=129), "hidden_size=129 must be a multiple of num_heads=2"),
     (dict(dtype="float8"), "dtype='float8' is not one of"),
     (dict(embedding_size=64), "embedding_size=64 is for family='roformer'"),
+    (dict(mobius_embeddings="sum"), r"mobius_embeddings='sum' is not one of \('stream', 'split'\)"),
   ],
 )
 def test_invalid_configs_name_the_field_and_the_allowed_values(overrides, message):
