@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   # after a non-finite loss); run length, cadence and mesh may always change.
   config.resume_with_changes = False
   config.log_every_steps = 50
+  # Also log, at every log step, gradient norms per parameter group, the Möbius maps'
+  # determinants and how near their inputs come to the poles (`train.state.diagnostics_step`;
+  # one more forward and backward pass per log step).
+  config.diagnostics = False
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
   config.progress_bar = True

@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from mobius_jax.models.params import count_params
+from mobius_jax.models.params import count_encoder_params, count_params
 from mobius_jax.sharding import use_mesh
 from train import checks, evaluation, experiment, files, input_pipeline, metrics, partitioning
 from train import state as train_state
@@ -66,9 +66,17 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   start_step = int(state.step)
   batch_sharding = partitioning.batch_sharding(ex.mesh)
   p_train_step, eval_steps = _jit_steps(ex, state_sharding, batch_sharding)
+  diagnose = None
+  if config.diagnostics:
+    replicated = NamedSharding(ex.mesh, P())
+    diagnose = jax.jit(
+      functools.partial(train_state.diagnostics_step, objective=ex.objective),
+      in_shardings=(state_sharding, batch_sharding, replicated),
+      out_shardings=replicated,
+    )
   writer = metrics.MetricWriter(workdir, enabled=primary)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
-  history, status, timed, unchecked = [], "completed", None, []
+  history, status, timed, unchecked, flops = [], "completed", None, [], None
   progress = tqdm(
     total=config.num_train_steps,
     initial=start_step,
@@ -87,10 +95,14 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
       if step == start_step:  # the first step compiles: time the ones after it
         jax.block_until_ready(state)
         timed = (time.perf_counter(), done)
+        flops = _step_flops(p_train_step, state, batch, ex)
       interrupted = stop.stop_after(ex.mesh)
       due_save = done % config.checkpoint_every_steps == 0 or done == config.num_train_steps
       if done % config.log_every_steps == 0 or due_save or interrupted:
         unchecked = _check_finite(unchecked, checkpointer)
+        if diagnose is not None:
+          with use_mesh(ex.mesh, ex.rules):
+            step_metrics.update(diagnose(state, batch, jax.random.fold_in(state.rng, step)))
         values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
         history.append({"step": done, **values})
         writer.write_scalars(done, {f"train/{k}": v for k, v in values.items()})
@@ -125,6 +137,8 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
     "task": ex.name,
     "step": int(state.step),
     "parameters": count_params(state.params),
+    "encoder_parameters": count_encoder_params(ex.model_config),
+    "train_step_flops": flops,
     "train": history,
     "eval": results,
     "tokens_per_second": tokens_per_second,
@@ -133,6 +147,13 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   writer.write_summary(summary)
   writer.close()
   return summary
+
+
+def _step_flops(p_train_step, state, batch, ex: experiment.Experiment) -> float | None:
+  """XLA's FLOP count of one train step (of the lowered program, for the whole mesh)."""
+  with use_mesh(ex.mesh, ex.rules):
+    cost = p_train_step.lower(state, batch, jax.random.fold_in(state.rng, 0)).cost_analysis()
+  return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 def _jit_steps(ex: experiment.Experiment, state_sharding, batch_sharding):

@@ -94,6 +94,14 @@ def _rngs(rng: jax.Array, train: bool) -> dict:
   return {"dropout": rng} if train else {}
 
 
+def _apply(model: nn.Module, params, diagnose: bool, *args, **kwargs):
+  """(float32 outputs, {"diagnostics": what the layers sow} or {})."""
+  if not diagnose:
+    return model.apply({"params": params}, *args, **kwargs).astype(jnp.float32), {}
+  out, sown = model.apply({"params": params}, *args, mutable=["diagnostics"], **kwargs)
+  return out.astype(jnp.float32), {"diagnostics": sown.get("diagnostics", {})}
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskedLMObjective:
   """Masked-LM pretraining: masks each batch, scores the masked tokens only."""
@@ -111,20 +119,23 @@ class MaskedLMObjective:
       weights = weights * batch["weight"][:, None]
     return {"input_ids": ids, "positions": positions, "labels": labels, "weights": weights}
 
-  def loss(self, params, batch, rng, *, train: bool):
-    """(loss_sum, {count, correct}) over the masked tokens of a prepared batch."""
+  def loss(self, params, batch, rng, *, train: bool, diagnose: bool = False):
+    """(loss_sum, {count, correct}) over the masked tokens of a prepared batch; with
+    `diagnose`, also what the layers sow into "diagnostics" (`sums["diagnostics"]`)."""
     ids, weights = batch["input_ids"], batch["weights"]
-    logits = self.model.apply(
-      {"params": params},
+    logits, sown = _apply(
+      self.model,
+      params,
+      diagnose,
       ids,
       attention_mask=ids != PAD_ID,
       masked_positions=batch["positions"],
       deterministic=not train,
       rngs=_rngs(rng, train),
-    ).astype(jnp.float32)  # [B, P, V]
+    )  # [B, P, V]
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
     correct = (jnp.argmax(logits, -1) == batch["labels"]) * weights
-    return (losses * weights).sum(), {"count": weights.sum(), "correct": correct.sum()}
+    return (losses * weights).sum(), {"count": weights.sum(), "correct": correct.sum(), **sown}
 
   def summarize(self, totals, predictions=None, labels=None) -> dict[str, float]:
     """Mean loss and accuracy over the masked tokens."""
@@ -141,16 +152,19 @@ class ClassificationObjective:
   def prepare(self, batch, rng):
     return batch
 
-  def loss(self, params, batch, rng, *, train: bool):
-    """(loss_sum, {count, correct?, predictions `[B]`}): cross-entropy, or squared error."""
-    logits = self.model.apply(
-      {"params": params},
+  def loss(self, params, batch, rng, *, train: bool, diagnose: bool = False):
+    """(loss_sum, {count, correct?, predictions `[B]`}): cross-entropy, or squared error;
+    `diagnose` as for `MaskedLMObjective.loss`."""
+    logits, sown = _apply(
+      self.model,
+      params,
+      diagnose,
       batch["input_ids"],
       attention_mask=batch["input_ids"] != PAD_ID,
       token_type_ids=batch["token_type_ids"],
       deterministic=not train,
       rngs=_rngs(rng, train),
-    ).astype(jnp.float32)  # [B, K]
+    )  # [B, K]
     weights = batch.get("weight", jnp.ones(logits.shape[0]))
     sums = {"count": weights.sum()}
     if self.task.is_regression:
@@ -160,7 +174,7 @@ class ClassificationObjective:
       predictions = jnp.argmax(logits, -1)
       losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
       sums["correct"] = ((predictions == batch["label"]) * weights).sum()
-    return (losses * weights).sum(), {**sums, "predictions": predictions}
+    return (losses * weights).sum(), {**sums, "predictions": predictions, **sown}
 
   def summarize(self, totals, predictions=None, labels=None) -> dict[str, float]:
     """Mean loss (and accuracy), plus the task's metrics given all predictions and labels."""

@@ -91,3 +91,43 @@ def eval_step(state: TrainState, batch, *, objective: Objective, rng: jax.Array)
   """Sums over a batch (`loss_sum`, `count`, …, `predictions`): no dropout, fixed masking."""
   loss_sum, sums = objective.loss(state.params, objective.prepare(batch, rng), rng, train=False)
   return {"loss_sum": loss_sum, **sums}
+
+
+# Parameter groups of the gradient norms `diagnostics_step` reports, by leaf name.
+COMPLEX_LEAVES = ("kernel_real", "kernel_imag", "bias_real", "bias_imag")
+
+
+def diagnostics_step(state: TrainState, batch, rng, *, objective: Objective) -> dict:
+  """What explains a run's (in)stability, on one batch: gradient norms per parameter group
+  (Möbius coefficients, complex projections, the rest), the learned maps' |ad − bc| (smallest,
+  median) and how near the inputs come to the maps' poles (`MobiusMap`'s diagnostics)."""
+  mask_rng, rng = jax.random.split(rng)
+  batch = objective.prepare(batch, mask_rng)
+  (_, sums), grads = jax.value_and_grad(
+    lambda p: objective.loss(p, batch, rng, train=True, diagnose=True), has_aux=True
+  )(state.params)
+  groups = {"mobius": [], "complex": [], "other": []}
+  for path, grad in jax.tree_util.tree_flatten_with_path(grads)[0]:
+    name = getattr(path[-1], "key", None)
+    group = "mobius" if name == "coefficients" else "complex" if name in COMPLEX_LEAVES else "other"
+    groups[group].append(grad)
+  out = {f"grad_norm/{group}": optax.tree.norm(leaves) for group, leaves in groups.items()}
+  maps = [
+    leaf
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state.params)[0]
+    if getattr(path[-1], "key", None) == "coefficients"
+  ]
+  if maps:
+    a, b, c, d = (jnp.concatenate([m[i, 0] + 1j * m[i, 1] for m in maps]) for i in range(4))
+    det = jnp.abs(a * d - b * c)
+    out.update({"det/min": det.min(), "det/median": jnp.median(det)})
+    sown = jax.tree_util.tree_flatten_with_path(sums["diagnostics"])[0]
+
+    def collected(name):  # the values every MobiusMap sowed under `name`
+      return jnp.stack(
+        [v for path, v in sown if any(getattr(k, "key", None) == name for k in path)]
+      )
+
+    out["pole/distance_min"] = collected("pole_distance_min").min()
+    out["pole/near_share"] = collected("near_pole_share").mean()
+  return out

@@ -78,4 +78,16 @@ class MobiusMap(nn.Module):
     ).astype(self.dtype)
     a, b, c, d = ((coefficients[i, 0], coefficients[i, 1]) for i in range(4))
     z = tuple(part.astype(self.dtype) for part in z)
+    if self.is_mutable_collection("diagnostics") and not self.is_initializing():
+      self._sow_pole_distance(z, c, d)
     return mobius_transform_pair(z, a, b, c, d, eps=self.eps)
+
+  def _sow_pole_distance(self, z: Pair, c: Pair, d: Pair) -> None:
+    """How near the inputs come to the pole −d/c: the smallest |c z + d| (the distance to the
+    pole times |c|), and the share of inputs where |c z + d|² < 10 ε, where the pole-safe ε
+    changes the map by more than 10 %."""
+    m_re = (c[0] * z[0] - c[1] * z[1] + d[0]).astype(jnp.float32)
+    m_im = (c[0] * z[1] + c[1] * z[0] + d[1]).astype(jnp.float32)
+    size = m_re**2 + m_im**2
+    self.sow("diagnostics", "pole_distance_min", jnp.sqrt(size.min()))
+    self.sow("diagnostics", "near_pole_share", (size < 10 * self.eps).mean())

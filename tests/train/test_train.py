@@ -334,6 +334,15 @@ def test_masked_lm_accuracy_is_also_reported_at_15_percent(tmp_path):
   assert summary["eval"]["validation"] != summary["eval"]["validation_mask0.15"]
 
 
+def test_diagnostics_report_gradient_groups_determinants_and_pole_distances(tmp_path):
+  config = pretrain_config(model="mobius_bert-tiny", num_train_steps=2, diagnostics=True)
+  entry = loop.train_and_evaluate(config, tmp_path / "run")["train"][-1]
+  assert all(entry[f"grad_norm/{g}"] > 0 for g in ("mobius", "complex", "other"))
+  # Near the identity at initialisation: |ad − bc| ≈ 1, inputs far from the pole at −d/c ≈ ∞.
+  assert 0.9 < entry["det/min"] <= entry["det/median"] < 1.1
+  assert entry["pole/distance_min"] > 0.1 and entry["pole/near_share"] == 0.0
+
+
 # ------------------------------------------------------------------------------ tokenizer
 
 
