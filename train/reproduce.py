@@ -1,106 +1,198 @@
-"""The paper's pipeline in miniature, on the offline data: the README's main job.
+"""The paper's pipeline in miniature on the offline data, as a paired comparison: the main job.
 
-Pretrains a tiny BERT and a tiny MöbiusBERT with the same budget (steps, batch, data) on
-WikiText-2, fine-tunes both on the Rotten Tomatoes polarity task, evaluates them, and prints one
-table. Runs resume from their checkpoints, so a second call with the same flags only prints.
+For every seed and every model of --models (default: BERT-tiny and MöbiusBERT-tiny), pretrain
+on WikiText-2, fine-tune on the polarity task, and fine-tune the same model from scratch with the
+same fine-tuning budget (does pretraining help?). Then one report: a row per model and seed,
+mean ± std per model, the baselines on the same splits (majority class, bag of words), and for
+each Möbius model the paired difference from its baseline model (same family and size, same
+seed: the same data order and masking) with a 95 % t-interval and the verdict in words. The
+settings are `configs/default.py`'s, chosen on validation data (see the README).
 
-  python -m train.reproduce                    # the default, a few minutes on a 2-core CPU
-  python -m train.reproduce --seeds 3          # mean ± std over three seeds
-  python -m train.reproduce --pretrain_steps 30 --finetune_steps 30   # a quick smoke run
+  python -m train.reproduce                    # the default: one seed, about 10 minutes
+  python -m train.reproduce --seeds 5 \\
+    --models bert-tiny,mobius_bert-tiny,roformer-tiny,mobius_roformer-tiny
+  python -m train.reproduce --models bert-tiny,mobius_bert-tiny+mobius_key_value=elementwise
+  python -m train.reproduce --seeds 3 --pretrain_steps 20 --finetune_steps 20   # a smoke run
+
+A model is a preset, optionally with `+field=value` ModelConfig overrides (a control such as a
+parameter-matched MöbiusBERT). Runs resume from their checkpoints: a second call only prints.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import pathlib
-import statistics
 import time
 
 import jax
-import numpy as np
 from absl import app, flags, logging
 
 from configs import default
-from train import files, loop, partitioning, tasks
-from train.datasets import data_source
+from train import baselines, files, loop, partitioning, stats, tasks
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
-_SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds to run (reports mean ± std).")
-_MODELS = flags.DEFINE_list("models", ["bert-tiny", "mobius_bert-tiny"], "Model presets.")
+_SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds (0 … n − 1) to run.")
+_MODELS = flags.DEFINE_list(
+  "models", ["bert-tiny", "mobius_bert-tiny"], "Presets, each optionally +field=value."
+)
 _TASK = flags.DEFINE_string("task", "polarity", "The fine-tuning task (train.tasks.TASKS).")
 _PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", None, "Override the config's steps.")
 _FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", None, "Override the config's steps.")
 
-COLUMNS = (
-  ("parameters", "params"),
+# Per-seed measures: (key, column title).
+MEASURES = (
   ("mlm_accuracy", "MLM acc (val)"),
   ("validation", "val {metric}"),
   ("test", "test {metric}"),
-  ("tokens_per_second", "pretrain tokens/s"),
-  ("wall_time_seconds", "wall time (s)"),
+  ("scratch_validation", "no pretraining: val {metric}"),
+  ("scratch_test", "no pretraining: test {metric}"),
 )
 
 
-def run_one(model: str, seed: int, workdir: pathlib.Path) -> dict:
-  """Pretrains `model`, fine-tunes it, and returns the row of the table."""
-  pretrain = default.get_config()
-  pretrain.model, pretrain.seed = model, seed
-  finetune = default.finetune_config()
-  finetune.model, finetune.seed, finetune.task = model, seed, _TASK.value
-  finetune.init_from = str(workdir / "pretrain")
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model of the comparison: a preset and ModelConfig overrides."""
+
+  name: str  # as given: "preset" or "preset+field=value+…"
+  preset: str
+  overrides: dict
+
+  @classmethod
+  def parse(cls, name: str) -> Model:
+    preset, *pairs = name.split("+")
+    overrides = {}
+    for pair in pairs:
+      key, sep, value = pair.partition("=")
+      if not sep:
+        raise ValueError(f"--models {name!r}: write overrides as +field=value.")
+      try:
+        overrides[key] = ast.literal_eval(value)
+      except (ValueError, SyntaxError):
+        overrides[key] = value
+    return cls(name, preset, overrides)
+
+  @property
+  def baseline(self) -> str | None:
+    """The vanilla preset a Möbius model is compared with (same family and size)."""
+    return self.preset.removeprefix("mobius_") if self.preset.startswith("mobius_") else None
+
+
+def configs(model: Model, seed: int, workdir: pathlib.Path):
+  """(pretraining, fine-tuning, fine-tuning from scratch) configs of one model and seed."""
+  pretrain, finetune = default.get_config(), default.finetune_config()
+  for config in (pretrain, finetune):
+    config.model, config.seed = model.preset, seed
+    config.model_overrides.update(model.overrides)
+  finetune.task = _TASK.value
   if _PRETRAIN_STEPS.value:
     pretrain.num_train_steps = _PRETRAIN_STEPS.value
   if _FINETUNE_STEPS.value:
     finetune.num_train_steps = _FINETUNE_STEPS.value
+  scratch = finetune.copy_and_resolve_references()
+  finetune.init_from = str(workdir / "pretrain")
+  return pretrain, finetune, scratch
+
+
+def run_one(model: Model, seed: int, workdir: pathlib.Path) -> dict:
+  """Pretrains and fine-tunes `model`, fine-tunes it from scratch; returns its row."""
+  pretrain, finetune, scratch = configs(model, seed, workdir)
   first = loop.train_and_evaluate(pretrain, workdir / "pretrain")
   second = loop.train_and_evaluate(finetune, workdir / "finetune")
+  third = loop.train_and_evaluate(scratch, workdir / "scratch")
   metric = tasks.get_task(_TASK.value).metrics[0]
+
+  def score(summary, split):
+    return summary["eval"].get(split, {}).get(metric, float("nan"))
+
   return {
-    "parameters": first["parameters"],
+    "model": model.name,
+    "seed": seed,
+    "encoder_parameters": first["encoder_parameters"],
+    "train_step_flops": first["train_step_flops"],
     "mlm_accuracy": first["eval"]["validation"]["accuracy"],
-    "validation": second["eval"]["validation"][metric],
-    "test": second["eval"].get("test", {}).get(metric, float("nan")),
+    "validation": score(second, "validation"),
+    "test": score(second, "test"),
+    "scratch_validation": score(third, "validation"),
+    "scratch_test": score(third, "test"),
     "tokens_per_second": first["tokens_per_second"],
-    "wall_time_seconds": first["wall_time_seconds"] + second["wall_time_seconds"],
+    "wall_time_seconds": sum(s["wall_time_seconds"] for s in (first, second, third)),
   }
 
 
-def majority_baseline(task: tasks.Task) -> float:
-  """Test accuracy of always predicting the training split's most frequent label."""
-  labels = {}
-  for split in (task.train_split, task.test_split):
-    source = data_source(task.dataset, split, None, task.offline)
-    labels[split] = np.array([int(source[i][task.label_key]) for i in range(len(source))])
-  majority = np.bincount(labels[task.train_split]).argmax()
-  return float(np.mean(labels[task.test_split] == majority))
-
-
-def format_table(rows: dict[str, list[dict]], task: tasks.Task) -> str:
+def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
+  """The Markdown report: per-seed rows, per-model means, baselines, paired differences."""
   metric = task.metrics[0]
-  header = ["model"] + [title.format(metric=metric) for _, title in COLUMNS]
-  lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * len(COLUMNS) + "|"]
-  for model, results in rows.items():
-    cells = [model]
-    for key, _ in COLUMNS:
-      values = [r[key] for r in results if r[key] is not None]
-      cells.append(format_cell(key, values))
-    lines.append("| " + " | ".join(cells) + " |")
-  if not task.is_regression and task.test_split:
-    baseline = majority_baseline(task)
-    lines.append(f"| majority class | | | | {baseline:.3f} | | |")
+  titles = [title.format(metric=metric) for _, title in MEASURES]
+  models = list(dict.fromkeys(row["model"] for row in rows))
+  lines = ["Per seed:", "", "| model | seed | " + " | ".join(titles) + " |"]
+  lines.append("|---|---:" + "|---:" * len(MEASURES) + "|")
+  for row in sorted(rows, key=lambda row: (models.index(row["model"]), row["seed"])):
+    cells = [f"{row[key]:.3f}" for key, _ in MEASURES]
+    lines.append(f"| {row['model']} | {row['seed']} | " + " | ".join(cells) + " |")
+  lines += [
+    "",
+    "Mean ± std over seeds (encoder parameters and a pretraining step's XLA FLOPs):",
+    "",
+  ]
+  header = ["model", "seeds", "encoder params", "GFLOP/step", *titles, "pretrain tokens/s"]
+  lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+  for model in models:
+    mine = [row for row in rows if row["model"] == model]
+    cells = [
+      str(len(mine)),
+      f"{mine[0]['encoder_parameters'] / 1e6:.2f}M",
+      f"{mine[0]['train_step_flops'] / 1e9:.1f}" if mine[0]["train_step_flops"] else "n/a",
+      *(format_cell([row[key] for row in mine]) for key, _ in MEASURES),
+      format_cell([row["tokens_per_second"] for row in mine], digits=0),
+    ]
+    lines.append(f"| {model} | " + " | ".join(cells) + " |")
+  if reference:
+    lines += ["", f"Baselines on the same splits ({metric}):", "", "| baseline | val | test |"]
+    lines.append("|---|---:|---:|")
+    bag = reference["bag_of_words"]
+    for name, entry in (
+      ("majority class", reference["majority"]),
+      (f"bag of words (C = {bag['C']:g})", bag),
+    ):
+      lines.append(f"| {name} | {entry['validation']:.3f} | {entry['test']:.3f} |")
+  lines += ["", "Paired differences (same seed):", ""]
+  for model in models:
+    mobius = Model.parse(model)
+    pairs = [
+      ("pretrained − from scratch", model, "validation", "scratch_validation", "pretraining")
+    ]
+    if mobius.baseline in models:
+      pairs += [
+        (f"− {mobius.baseline}, val {metric}", mobius.baseline, "validation", "validation", None),
+        (f"− {mobius.baseline}, test {metric}", mobius.baseline, "test", "test", None),
+      ]
+    for label, other, key, other_key, subject in pairs:
+      treatment, base = paired(rows, model, key, other, other_key)
+      if treatment:
+        kwargs = {"subject": subject} if subject else {}
+        verdict = stats.paired_difference(treatment, base, **kwargs)["verdict"]
+        lines.append(f"- {model} {label}: {verdict}.")
   return "\n".join(lines)
 
 
-def format_cell(key: str, values: list[float]) -> str:
-  """One table cell: the parameter count, or the mean (± std over seeds) of a measure."""
+def paired(rows, model: str, key: str, other: str, other_key: str):
+  """(model's values of `key`, other's values of `other_key`) for the seeds both ran."""
+  mine = {row["seed"]: row[key] for row in rows if row["model"] == model}
+  theirs = {row["seed"]: row[other_key] for row in rows if row["model"] == other}
+  seeds = sorted(mine.keys() & theirs.keys())
+  return [mine[s] for s in seeds], [theirs[s] for s in seeds]
+
+
+def format_cell(values: list[float], digits: int = 3) -> str:
+  """The mean, and ± the sample std when there are several values."""
+  values = [v for v in values if v is not None]
   if not values:
     return "n/a"
-  if key == "parameters":
-    return f"{values[0] / 1e6:.2f}M"
-  digits = 0 if key in ("tokens_per_second", "wall_time_seconds") else 3
-  mean = statistics.fmean(values)
   if len(values) == 1:
-    return f"{mean:.{digits}f}"
-  return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return f"{values[0]:.{digits}f}"
+  mean, std = stats.mean_std(values)
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def main(argv):
@@ -110,17 +202,23 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
   partitioning.join_processes()  # on a pod or cluster JAX detects; else one process
   task = tasks.get_task(_TASK.value)
+  models = [Model.parse(name) for name in _MODELS.value]
   root = pathlib.Path(_WORKDIR.value)
   started = time.perf_counter()
-  rows = {model: [] for model in _MODELS.value}
-  for seed in range(_SEEDS.value):
-    for model in _MODELS.value:
-      rows[model].append(run_one(model, seed, root / f"seed{seed}" / model))
+  rows = [
+    run_one(model, seed, root / f"seed{seed}" / model.name)
+    for seed in range(_SEEDS.value)
+    for model in models
+  ]
   if jax.process_index() == 0:
-    table = format_table(rows, task)
-    files.write_json(root / "results.json", rows)
-    print(f"\n{_SEEDS.value} seed(s), {task.name}; total {time.perf_counter() - started:.0f} s\n")
-    print(table)
+    reference = None
+    if not task.is_regression and task.test_split:
+      reference = baselines.classification_baselines(task)
+    text = report(rows, task, reference)
+    files.write_json(root / "results.json", {"rows": rows, "baselines": reference})
+    files.write_text(root / "results.md", text + "\n")
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\n{_SEEDS.value} seed(s), {task.name}; total {minutes:.1f} min\n\n{text}")
 
 
 if __name__ == "__main__":

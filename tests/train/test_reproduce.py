@@ -1,24 +1,69 @@
-"""The main job's table: one column per measure, mean ± std over seeds."""
+"""The main job's report: per-seed rows, means, baselines and paired differences."""
+
+import pytest
+from scipy import stats as scipy_stats
 
 from train import reproduce, tasks
 
 
-def test_format_reports_mean_and_standard_deviation():
-  assert reproduce.format_cell("test", [0.7]) == "0.700"
-  assert reproduce.format_cell("test", [0.7, 0.8]) == "0.750 ± 0.071"
-  assert reproduce.format_cell("tokens_per_second", [1000.4, 1200.0]) == "1100 ± 141"
-  assert reproduce.format_cell("parameters", [1_540_000, 1_540_000]) == "1.54M"
+def rows():
+  """Three seeds of a BERT and a MöbiusBERT, with made-up numbers."""
+  out = []
+  for seed, (bert, mobius) in enumerate([(0.70, 0.72), (0.74, 0.73), (0.72, 0.75)]):
+    for model, val in (("bert-tiny", bert), ("mobius_bert-tiny", mobius)):
+      out.append(
+        {
+          "model": model,
+          "seed": seed,
+          "encoder_parameters": 1_000_000,
+          "train_step_flops": 2e9,
+          "mlm_accuracy": 0.2,
+          "validation": val,
+          "test": val + 0.01,
+          "scratch_validation": val - 0.05,
+          "scratch_test": val - 0.04,
+          "tokens_per_second": 1000.0,
+          "wall_time_seconds": 60.0,
+        }
+      )
+  return out
 
 
-def test_table_has_a_row_per_model(monkeypatch):
-  monkeypatch.setattr(reproduce, "majority_baseline", lambda task: 0.5)
-  row = dict.fromkeys(("mlm_accuracy", "validation", "test"), 0.6)
-  row.update(parameters=1e6, tokens_per_second=100.0, wall_time_seconds=10.0)
-  table = reproduce.format_table({"bert-tiny": [row, row]}, tasks.get_task("polarity"))
-  lines = table.splitlines()
-  assert lines[0].startswith("| model | params | MLM acc (val) | val accuracy | test accuracy")
-  assert (
-    lines[2]
-    == "| bert-tiny | 1.00M | 0.600 ± 0.000 | 0.600 ± 0.000 | 0.600 ± 0.000 | 100 ± 0 | 10 ± 0 |"
+REFERENCE = {
+  "majority": {"label": 0, "validation": 0.492, "test": 0.494},
+  "bag_of_words": {"C": 4.0, "validation": 0.768, "test": 0.785, "grid": {}},
+}
+
+
+def test_the_report_has_seed_rows_means_baselines_and_paired_intervals():
+  text = reproduce.report(rows(), tasks.get_task("polarity"), REFERENCE)
+  lines = text.splitlines()
+  assert "| mobius_bert-tiny | 2 | 0.200 | 0.750 | 0.760 | 0.700 | 0.710 |" in lines
+  assert sum(line.startswith("| bert-tiny | ") for line in lines) == 4  # 3 seeds and the mean
+  assert "| mobius_bert-tiny | 3 | 1.00M | 2.0 | 0.200 ± 0.000 | 0.733 ± 0.015 |" in text
+  assert "| bag of words (C = 4) | 0.768 | 0.785 |" in lines
+  # The paired interval of MöbiusBERT − BERT (validation), against SciPy's.
+  differences = [0.02, -0.01, 0.03]
+  low, high = scipy_stats.t.interval(
+    0.95, 2, loc=sum(differences) / 3, scale=scipy_stats.sem(differences)
   )
-  assert lines[3].startswith("| majority class |")
+  (line,) = [x for x in lines if x.startswith("- mobius_bert-tiny − bert-tiny, val")]
+  assert f"[{low:+.3f}, {high:+.3f}]".replace("+", "") in line.replace("+", "").replace("−", "-")
+  assert "includes 0" in line
+  (line,) = [x for x in lines if x.startswith("- bert-tiny pretrained − from scratch")]
+  assert "pretraining is better on every seed" in line
+
+
+def test_models_parse_presets_with_overrides_and_know_their_baseline():
+  model = reproduce.Model.parse("mobius_bert-tiny+mobius_key_value=elementwise+num_mobius_heads=2")
+  assert model.preset == "mobius_bert-tiny" and model.baseline == "bert-tiny"
+  assert model.overrides == {"mobius_key_value": "elementwise", "num_mobius_heads": 2}
+  assert reproduce.Model.parse("roformer-tiny").baseline is None
+  with pytest.raises(ValueError, match=r"\+field=value"):
+    reproduce.Model.parse("bert-tiny+dropout")
+
+
+def test_format_cell_gives_the_mean_and_the_sample_std():
+  assert reproduce.format_cell([0.7]) == "0.700"
+  assert reproduce.format_cell([0.7, 0.8]) == "0.750 ± 0.071"
+  assert reproduce.format_cell([1000.4, 1200.0], digits=0) == "1100 ± 141"
