@@ -16,6 +16,7 @@ import time
 
 import jax
 import ml_collections
+from absl import logging
 from flax import serialization
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -76,7 +77,8 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
     )
   writer = metrics.MetricWriter(workdir, enabled=primary)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
-  history, status, timed, unchecked, flops = [], "completed", None, [], None
+  history = _earlier_history(workdir / "summary.json", start_step)
+  status, timed, unchecked, flops = "completed", None, [], None
   progress = tqdm(
     total=config.num_train_steps,
     initial=start_step,
@@ -147,6 +149,19 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   writer.write_summary(summary)
   writer.close()
   return summary
+
+
+def _earlier_history(path: pathlib.Path, step: int) -> list[dict]:
+  """The logged entries up to `step` of the summary an earlier call left (a resumed run's
+  summary holds its whole curve); none when the summary is missing or unreadable."""
+  if step == 0 or not path.exists():
+    return []
+  try:
+    earlier = files.read_json(path, "summary")
+  except ValueError:
+    logging.warning("%s cannot be read: the summary's curve starts at step %d.", path, step)
+    return []
+  return [entry for entry in earlier.get("train", []) if entry["step"] <= step]
 
 
 def _step_flops(p_train_step, state, batch, ex: experiment.Experiment) -> float | None:

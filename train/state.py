@@ -111,7 +111,9 @@ def diagnostics_step(state: TrainState, batch, rng, *, objective: Objective) -> 
     name = getattr(path[-1], "key", None)
     group = "mobius" if name == "coefficients" else "complex" if name in COMPLEX_LEAVES else "other"
     groups[group].append(grad)
-  out = {f"grad_norm/{group}": optax.tree.norm(leaves) for group, leaves in groups.items()}
+  out = {
+    f"grad_norm/{group}": optax.tree.norm(leaves) for group, leaves in groups.items() if leaves
+  }
   maps = [
     leaf
     for path, leaf in jax.tree_util.tree_flatten_with_path(state.params)[0]

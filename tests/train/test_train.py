@@ -192,6 +192,14 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7), *params)
 
 
+def test_a_resumed_runs_summary_holds_its_whole_curve(tmp_path):
+  loop.train_and_evaluate(pretrain_config(num_train_steps=2), tmp_path)
+  resumed = loop.train_and_evaluate(pretrain_config(num_train_steps=4), tmp_path)
+  assert [entry["step"] for entry in resumed["train"]] == [1, 2, 3, 4]
+  again = loop.train_and_evaluate(pretrain_config(num_train_steps=4), tmp_path)
+  assert again["train"] == resumed["train"] and again["eval"] == resumed["eval"]
+
+
 def test_the_loop_compiles_its_train_and_eval_steps_once(tmp_path, caplog):
   # A recompiling step (say, a Python scalar changing between steps) would cost a compilation
   # per step; logging, checkpointing and the eval batches must not trigger one either.
@@ -343,6 +351,11 @@ def test_diagnostics_report_gradient_groups_determinants_and_pole_distances(tmp_
   # Near the identity at initialisation: |ad − bc| ≈ 1, inputs far from the pole at −d/c ≈ ∞.
   assert 0.9 < entry["det/min"] <= entry["det/median"] < 1.1
   assert entry["pole/distance_min"] > 0.1 and entry["pole/near_share"] == 0.0
+  # A vanilla model has neither Möbius coefficients nor complex projections to report.
+  config = pretrain_config(num_train_steps=2, diagnostics=True)
+  entry = loop.train_and_evaluate(config, tmp_path / "vanilla")["train"][-1]
+  assert entry["grad_norm/other"] > 0 and "grad_norm/mobius" not in entry
+  assert "grad_norm/complex" not in entry and "det/min" not in entry
 
 
 # ------------------------------------------------------------------------------ tokenizer
