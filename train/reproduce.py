@@ -29,7 +29,9 @@ import jax
 from absl import app, flags, logging
 
 from configs import default
-from train import baselines, files, loop, partitioning, stats, tasks
+from mobius_jax import MOBIUS_TYPES
+from mobius_jax.analysis import HEAD_KINDS
+from train import analyze, baselines, experiment, files, loop, partitioning, stats, tasks
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds (0 … n − 1) to run.")
@@ -39,10 +41,15 @@ _MODELS = flags.DEFINE_list(
 _TASK = flags.DEFINE_string("task", "polarity", "The fine-tuning task (train.tasks.TASKS).")
 _PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", None, "Override the config's steps.")
 _FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", None, "Override the config's steps.")
+_DIAGNOSTICS = flags.DEFINE_bool(
+  "diagnostics", True, "Log gradient norms per group, determinants and pole distances."
+)
+
+MLM_15 = f"validation_mask{experiment.EVAL_MASK_RATE:g}"
 
 # Per-seed measures: (key, column title).
 MEASURES = (
-  ("mlm_accuracy", "MLM acc (val)"),
+  ("mlm_accuracy", "MLM acc (val, 15 %)"),
   ("validation", "val {metric}"),
   ("test", "test {metric}"),
   ("scratch_validation", "no pretraining: val {metric}"),
@@ -84,6 +91,7 @@ def configs(model: Model, seed: int, workdir: pathlib.Path):
   for config in (pretrain, finetune):
     config.model, config.seed = model.preset, seed
     config.model_overrides.update(model.overrides)
+    config.diagnostics = _DIAGNOSTICS.value
   finetune.task = _TASK.value
   if _PRETRAIN_STEPS.value:
     pretrain.num_train_steps = _PRETRAIN_STEPS.value
@@ -95,7 +103,8 @@ def configs(model: Model, seed: int, workdir: pathlib.Path):
 
 
 def run_one(model: Model, seed: int, workdir: pathlib.Path) -> dict:
-  """Pretrains and fine-tunes `model`, fine-tunes it from scratch; returns its row."""
+  """Pretrains and fine-tunes `model`, fine-tunes it from scratch, analyses the fine-tuned
+  model (into workdir/analysis); returns its row."""
   pretrain, finetune, scratch = configs(model, seed, workdir)
   first = loop.train_and_evaluate(pretrain, workdir / "pretrain")
   second = loop.train_and_evaluate(finetune, workdir / "finetune")
@@ -105,19 +114,39 @@ def run_one(model: Model, seed: int, workdir: pathlib.Path) -> dict:
   def score(summary, split):
     return summary["eval"].get(split, {}).get(metric, float("nan"))
 
+  analysis = None
+  if jax.process_index() == 0:
+    analysis = analyze.analyze(experiment.restore_run(workdir / "finetune"), workdir / "analysis")
   return {
     "model": model.name,
     "seed": seed,
     "encoder_parameters": first["encoder_parameters"],
     "train_step_flops": first["train_step_flops"],
-    "mlm_accuracy": first["eval"]["validation"]["accuracy"],
+    # At BERT's 15 % masking, whatever the pretraining's rate (comparable across settings).
+    "mlm_accuracy": first["eval"].get(MLM_15, first["eval"]["validation"])["accuracy"],
     "validation": score(second, "validation"),
     "test": score(second, "test"),
     "scratch_validation": score(third, "validation"),
     "scratch_test": score(third, "test"),
     "tokens_per_second": first["tokens_per_second"],
     "wall_time_seconds": sum(s["wall_time_seconds"] for s in (first, second, third)),
+    **(analysis_cells(analysis) if analysis else {}),
+    # The logged training curves (with --diagnostics, gradient norms per group, |det| and
+    # pole distances): what tells a run that trained from one that did not.
+    "curves": {"pretrain": first["train"], "finetune": second["train"]},
   }
+
+
+def analysis_cells(analysis: dict) -> dict:
+  """A fine-tuned model's map-type shares (Möbius models) and near-zero attention shares per
+  head kind (`train.analyze.analyze`'s report)."""
+  cells = {
+    f"near_zero/{kind}": entry["near_zero_share"]
+    for kind, entry in analysis["attention"]["by_kind"].items()
+  }
+  if analysis["maps"]["layers"]:  # a model with Möbius layers
+    cells.update({f"maps/{t}": v for t, v in analysis["maps"]["total"]["shares"].items()})
+  return cells
 
 
 def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
@@ -156,6 +185,8 @@ def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
       (f"bag of words (C = {bag['C']:g})", bag),
     ):
       lines.append(f"| {name} | {entry['validation']:.3f} | {entry['test']:.3f} |")
+  lines += analysis_table(rows, models)
+  lines += diagnostics_table(rows, models)
   lines += ["", "Paired differences (same seed):", ""]
   for model in models:
     mobius = Model.parse(model)
@@ -174,6 +205,68 @@ def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
         verdict = stats.paired_difference(treatment, base, **kwargs)["verdict"]
         lines.append(f"- {model} {label}: {verdict}.")
   return "\n".join(lines)
+
+
+def analysis_table(rows: list[dict], models: list[str]) -> list[str]:
+  """Report lines: the fine-tuned models' map-type shares and near-zero attention shares per
+  head kind (mean ± std over seeds); only the columns some row has."""
+  columns = [(f"maps/{t}", t) for t in MOBIUS_TYPES] + [
+    (f"near_zero/{kind}", f"near-zero attention, {kind} heads") for kind in HEAD_KINDS
+  ]
+  columns = [(key, title) for key, title in columns if any(key in row for row in rows)]
+  if not columns:
+    return []
+  lines = [
+    "",
+    "The fine-tuned models analysed (`train.analyze`): shares of map types, shares of near-zero "
+    "attention weights (< 0.1 / tokens) per head kind; mean ± std over seeds:",
+    "",
+    "| model | " + " | ".join(title for _, title in columns) + " |",
+    "|---" + "|---:" * len(columns) + "|",
+  ]
+  for model in models:
+    mine = [row for row in rows if row["model"] == model]
+    cells = [format_cell([row[key] for row in mine if key in row]) for key, _ in columns]
+    lines.append(f"| {model} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def diagnostics_table(rows: list[dict], models: list[str]) -> list[str]:
+  """Report lines: per model and seed, how fine-tuning went (from the logged curves, with
+  --diagnostics): when the training loss first fell 10 % below its first logged value (a
+  classifier's way off the majority-class plateau), the largest gradient norm per parameter
+  group, the smallest |ad − bc| at the end, and the smallest |cz + d| met (the pole distance)."""
+  logged = [row for row in rows if any("grad_norm/other" in e for e in row["curves"]["finetune"])]
+  if not logged:
+    return []
+  lines = [
+    "",
+    "Fine-tuning diagnostics per seed (logged every `log_every_steps` on the step's batch):",
+    "",
+    "| model | seed | loss −10 % at step | max grad norm: Möbius coefficients | complex "
+    "projections | other | min det modulus, end | min pole distance |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+  for row in sorted(logged, key=lambda row: (models.index(row["model"]), row["seed"])):
+    curve = row["curves"]["finetune"]
+    first = curve[0]["loss"]
+    off = next((str(e["step"]) for e in curve if e["loss"] < 0.9 * first), "never")
+
+    def largest(key, curve=curve):
+      values = [e[key] for e in curve if key in e]
+      return f"{max(values):.3g}" if values else "n/a"
+
+    poles = [e["pole/distance_min"] for e in curve if "pole/distance_min" in e]
+    cells = [
+      off,
+      largest("grad_norm/mobius"),
+      largest("grad_norm/complex"),
+      largest("grad_norm/other"),
+      f"{curve[-1]['det/min']:.3g}" if "det/min" in curve[-1] else "n/a",
+      f"{min(poles):.3g}" if poles else "n/a",
+    ]
+    lines.append(f"| {row['model']} | {row['seed']} | " + " | ".join(cells) + " |")
+  return lines
 
 
 def paired(rows, model: str, key: str, other: str, other_key: str):

@@ -24,8 +24,11 @@ def rows():
           "scratch_test": val - 0.04,
           "tokens_per_second": 1000.0,
           "wall_time_seconds": 60.0,
+          "near_zero/vanilla" if model == "bert-tiny" else "near_zero/mobius": 0.1 * seed,
         }
       )
+      if model == "mobius_bert-tiny":
+        out[-1].update({"maps/elliptic": 0.25 * seed, "near_zero/complex": 0.3})
   return out
 
 
@@ -39,9 +42,15 @@ def test_the_report_has_seed_rows_means_baselines_and_paired_intervals():
   text = reproduce.report(rows(), tasks.get_task("polarity"), REFERENCE)
   lines = text.splitlines()
   assert "| mobius_bert-tiny | 2 | 0.200 | 0.750 | 0.760 | 0.700 | 0.710 |" in lines
-  assert sum(line.startswith("| bert-tiny | ") for line in lines) == 4  # 3 seeds and the mean
+  # 3 seeds, the mean and the analysis
+  assert sum(line.startswith("| bert-tiny | ") for line in lines) == 5
   assert "| mobius_bert-tiny | 3 | 1.00M | 2.0 | 0.200 ± 0.000 | 0.733 ± 0.015 |" in text
   assert "| bag of words (C = 4) | 0.768 | 0.785 |" in lines
+  # The analysis: only the columns some model has, n/a where a model has none.
+  (header,) = [x for x in lines if x.startswith("| model | elliptic |")]
+  assert header.count("|") == 6  # elliptic and near-zero shares of three kinds of heads
+  assert "| bert-tiny | n/a | 0.100 ± 0.100 | n/a | n/a |" in lines
+  assert "| mobius_bert-tiny | 0.250 ± 0.250 | n/a | 0.100 ± 0.100 | 0.300 ± 0.000 |" in lines
   # The paired interval of MöbiusBERT − BERT (validation), against SciPy's.
   differences = [0.02, -0.01, 0.03]
   low, high = scipy_stats.t.interval(
