@@ -105,6 +105,7 @@ def train_losses(preset: str, mesh) -> list[float]:
   net = model(preset)
   optimizer_config = default.get_config()
   optimizer_config.optimizer.warmup_ratio = 0.0  # else the first step's learning rate is 0
+  optimizer_config.optimizer.learning_rate = 1e-3
   state, shardings = partitioning.sharded_init(
     train_state.init_fn(net, optim.make_optimizer(optimizer_config), LENGTH),
     mesh,

@@ -4,6 +4,7 @@ import json
 
 import flax
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -30,6 +31,10 @@ def pretrain_config(**overrides):
   config.corpus = "c4"
   config.tokenizer.vocab_size = 200
   config.max_len = 32
+  config.mask_rate = 0.15  # one evaluation (another rate adds one at 15 %)
+  # The tests' own rate and dropout, whatever the main job's search chose for configs/default.
+  config.optimizer.update(learning_rate=1e-3, warmup_ratio=0.06)
+  config.model_overrides = ml_collections.ConfigDict()
   config.batch_size = 8
   config.eval_batch_size = 8
   config.eval_examples = 16
@@ -46,6 +51,7 @@ def finetune_config(**overrides):
   config = default.finetune_config()
   config.task = "sst2"
   config.max_len = 32
+  config.length_buckets = ()  # padded to max_len unless a test asks for buckets
   config.batch_size = 8
   config.eval_batch_size = 8
   config.num_train_steps = 1
