@@ -93,3 +93,19 @@ def test_gpu_script_smoke(tmp_path):
   rows = table_rows((tmp_path / "gpu.md").read_text())
   assert [row[0] for row in rows] == ["bert-tiny", "mobius_bert-tiny"]
   assert not [row for row in rows if any(cell.startswith("failed") for cell in row)]
+
+
+def test_input_pipeline():
+  # Reads WikiText-2 and the polarity task offline; trains a 30,522-token WordPiece once (cached).
+  output = run("input_pipeline.py", "--batch", "8", "--batches", "2", "--presets", "bert-tiny")
+  assert "MFLOP per token (XLA)" in output
+  rows = table_rows(output)
+  names = [row[0] for row in rows]
+  assert names[:5] == [
+    "C4 streaming, one document at a time, whole",
+    "C4 streaming, one document at a time, whole",
+    "C4 streaming, one document at a time, cut first",
+    "C4 streaming, one document at a time, cut first",
+    "C4 streaming",
+  ]
+  assert len(rows) == 9 and all(float(row[4]) > 0 for row in rows)  # cores a v4 host needs

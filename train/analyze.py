@@ -40,10 +40,9 @@ def validation_inputs(run: Run, count: int) -> dict[str, np.ndarray]:
         corpus, corpus.eval_split, tokenizer, config.max_len, config.packing, config.data_dir
       )[:count]
     else:
-      stream = input_pipeline.streaming_pretraining_dataset(
-        corpus, corpus.eval_split, tokenizer, config.max_len, config.data_dir
-      )
-      ids = np.stack([stream[i]["input_ids"] for i in range(min(count, len(stream)))])
+      stream = input_pipeline.streaming_documents(corpus, corpus.eval_split, config.data_dir)
+      texts = [stream[i] for i in range(min(count, len(stream)))]
+      ids = input_pipeline.document_rows(tokenizer, texts, config.max_len)
     return {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
   task = tasks.get_task(config.task)
   arrays = input_pipeline.finetuning_arrays(

@@ -1,7 +1,8 @@
 """Input pipeline: TFDS data sources → tokens (`train.tokenizer`) → numpy batches, via grain.
 
 * Pretraining: the offline corpus is tokenised once in memory and packed (or truncated) into
-  `[N, max_len]` rows; C4 streams: each document is tokenised when read and truncated. Masking
+  `[N, max_len]` rows; C4 streams: each batch's documents are tokenised together when read
+  (`document_rows`: the leading tokens of each, one row per document). Masking
   happens on the device, in the train step (`train.objectives.mask_tokens`).
 * Fine-tuning: single sentences or pairs, truncated and padded to `max_len`.
 * Training batches come from a grain dataset with seeded, per-epoch shuffling; its iterator
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grain
 import jax
@@ -78,18 +79,37 @@ def _pretraining_rows(corpus, split, tokenizer_json, max_len, packing, data_dir)
   return (pack if packing else truncate)(token_lists, max_len, cls_id, sep_id)
 
 
-def streaming_pretraining_dataset(
-  corpus: Corpus, split: str, tokenizer: Tokenizer, max_len: int, data_dir: str | None = None
-) -> grain.MapDataset:
-  """Documents of a large corpus (C4), each tokenised when read and truncated to `max_len`."""
-  source = data_source(corpus.dataset, split, data_dir, corpus.offline)
+# WordPiece tokens of English text average 4–5 characters; a row's tokens rarely need more than
+# this many characters each, and when they do, `document_rows` tokenises the whole document.
+CHARS_PER_TOKEN = 8
+
+
+def document_rows(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
+  """One `[CLS] leading tokens [SEP]` row per document, padded: int32 `[N, max_len]`.
+
+  A C4 document is several times longer than a row, so each is first cut at the first space
+  after `CHARS_PER_TOKEN × (max_len − 2)` characters: words never span a space, so the tokens
+  before the cut are the whole document's; only a document whose cut holds too few tokens is
+  tokenised whole. The documents are tokenised together (`encode_batch`: Rust threads that
+  release Python's GIL, so one process uses every core of its host; `encode` holds the GIL,
+  so reader threads calling it use one core at most). `benchmarks/input_pipeline.py` measures
+  both choices.
+  """
+  count = max_len - 2
+  cuts = [text.find(" ", CHARS_PER_TOKEN * count) for text in texts]
+  heads = [text if cut == -1 else text[:cut] for text, cut in zip(texts, cuts, strict=True)]
+  ids = [e.ids for e in tokenizer.encode_batch(heads, add_special_tokens=False)]
+  for i, (text, head) in enumerate(zip(texts, heads, strict=True)):
+    if len(ids[i]) < count and len(head) < len(text):
+      ids[i] = tokenizer.encode(text, add_special_tokens=False).ids
   cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+  return truncate(ids, max_len, cls_id, sep_id)
 
-  def encode(record):
-    tokens = tokenizer.encode(as_text(record[corpus.text_key]), add_special_tokens=False).ids
-    return {"input_ids": truncate([tokens], max_len, cls_id, sep_id)[0]}
 
-  return grain.MapDataset.source(source).map(encode)
+def streaming_documents(corpus: Corpus, split: str, data_dir: str | None = None):
+  """A large corpus's (C4's) documents, read when indexed: a grain dataset of texts."""
+  source = data_source(corpus.dataset, split, data_dir, corpus.offline)
+  return grain.MapDataset.source(source).map(lambda record: as_text(record[corpus.text_key]))
 
 
 # ------------------------------------------------------------------------------- fine-tuning
@@ -124,6 +144,7 @@ def training_dataset(
   batch_size: int,
   seed: int,
   buckets: tuple[int, ...] = (),
+  encode: Callable[[list], dict[str, np.ndarray]] | None = None,
 ) -> grain.MapDataset:
   """Endless training batches: seeded shuffle, reshuffled each epoch, this process's share.
 
@@ -132,7 +153,8 @@ def training_dataset(
   the same for any number of processes.
 
   Args:
-    rows: in-memory arrays with one row per example, or a grain dataset of examples.
+    rows: in-memory arrays with one row per example, or a grain dataset of examples (say,
+      documents), which `encode` turns into arrays a batch share at a time.
     batch_size: the global batch size B.
     seed: shuffling seed.
     buckets: for in-memory rows, cut each batch's token arrays to the shortest of these lengths
@@ -143,7 +165,7 @@ def training_dataset(
   batches = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(None)
   batches = batches.batch(batch_size, drop_remainder=True)
   if not isinstance(rows, dict):
-    return batches.map(process_share).map(lambda index: _stack([rows[int(i)] for i in index]))
+    return batches.map(process_share).map(lambda index: encode([rows[int(i)] for i in index]))
   lengths = token_lengths(rows)
 
   def read(index):  # one numpy gather per array, at the global batch's bucket length
@@ -177,10 +199,6 @@ def process_share(batch):
   if count == 1:
     return batch
   return jax.tree.map(lambda x: x[index * len(x) // count : (index + 1) * len(x) // count], batch)
-
-
-def _stack(examples: list[dict]) -> dict[str, np.ndarray]:
-  return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
 
 
 def iterate(dataset: grain.MapDataset, state: dict | None = None):
@@ -231,18 +249,18 @@ def pretraining_data(config: ml_collections.ConfigDict, corpus: Corpus, tokenize
       )
 
     train_rows, eval_rows = {"input_ids": rows(corpus.train_split)}, rows(corpus.eval_split)
+    encode = None
   else:
 
-    def rows(split):
-      return streaming_pretraining_dataset(
-        corpus, split, tokenizer, config.max_len, config.data_dir
-      )
+    def encode(texts):
+      return {"input_ids": document_rows(tokenizer, texts, config.max_len)}
 
-    train_rows, stream = rows(corpus.train_split), rows(corpus.eval_split)
+    train_rows = streaming_documents(corpus, corpus.train_split, config.data_dir)
+    stream = streaming_documents(corpus, corpus.eval_split, config.data_dir)
     count = min(len(stream), config.eval_examples)
-    eval_rows = np.stack([stream[i]["input_ids"] for i in range(count)])
+    eval_rows = encode([stream[i] for i in range(count)])["input_ids"]
   return Data(
-    train=training_dataset(train_rows, config.batch_size, config.seed),
+    train=training_dataset(train_rows, config.batch_size, config.seed, encode=encode),
     eval_splits={"validation": {"input_ids": eval_rows[: config.eval_examples]}},
     tokens_per_batch=config.batch_size * config.max_len,
   )

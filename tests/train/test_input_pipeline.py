@@ -1,11 +1,13 @@
-"""Rows and batches: packing and truncation of pretraining rows, evaluation batches."""
+"""Rows and batches: packing and truncation of pretraining rows, streamed documents' leading
+tokens, evaluation batches."""
 
 import numpy as np
 
 from train import input_pipeline
-from train.tokenizer import PAD_ID
+from train.tokenizer import PAD_ID, bert_tokenizer
 
 CLS, SEP = 2, 3
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def test_pack_concatenates_and_cuts_full_rows_dropping_the_tail():
@@ -58,3 +60,20 @@ def test_batches_are_cut_to_the_shortest_bucket_that_holds_their_longest_row():
     real = (batch["input_ids"] != PAD_ID).sum(axis=1)
     assert batch["input_ids"].shape[1] in (8, 12, 16) and real.max() <= batch["input_ids"].shape[1]
     assert batch["label"].shape == (3,)
+
+
+def test_document_rows_hold_the_whole_documents_first_tokens():
+  # Whatever the cut: texts far longer than a row, texts shorter than the cut, words longer
+  # than the characters allowed per token (one [UNK] each), no space at all.
+  words = ["the", "film", "moving", "story", "##s", "of", "a", "family", ",", "."]
+  tok = bert_tokenizer({token: i for i, token in enumerate(SPECIALS + words)})
+  rng = np.random.default_rng(0)
+  choices = ["the", "films", "moving,", "of", "a", "family."]
+  texts = [" ".join(rng.choice(choices, n)) for n in (3, 40, 400)]
+  texts += ["x" * 300 + " the film", "the " + "y" * 5000, "story" * 60, "of a " * 500]
+  # A word's prefix may tokenise ("film ##s …") where the whole word is [UNK]: no cut in a word.
+  texts += ["film" + "s" * 40 + "x the film", "films" * 20 + " of", ""]
+  for max_len in (3, 7, 32):
+    whole = [tok.encode(text, add_special_tokens=False).ids for text in texts]
+    expected = input_pipeline.truncate(whole, max_len, CLS, SEP)
+    np.testing.assert_array_equal(input_pipeline.document_rows(tok, texts, max_len), expected)
