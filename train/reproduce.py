@@ -236,7 +236,11 @@ def diagnostics_table(rows: list[dict], models: list[str]) -> list[str]:
   --diagnostics): when the training loss first fell 10 % below its first logged value (a
   classifier's way off the majority-class plateau), the largest gradient norm per parameter
   group, the smallest |ad − bc| at the end, and the smallest |cz + d| met (the pole distance)."""
-  logged = [row for row in rows if any("grad_norm/other" in e for e in row["curves"]["finetune"])]
+
+  def curve(row):
+    return row.get("curves", {}).get("finetune", [])
+
+  logged = [row for row in rows if any("grad_norm/other" in entry for entry in curve(row))]
   if not logged:
     return []
   lines = [
@@ -248,21 +252,21 @@ def diagnostics_table(rows: list[dict], models: list[str]) -> list[str]:
     "|---|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for row in sorted(logged, key=lambda row: (models.index(row["model"]), row["seed"])):
-    curve = row["curves"]["finetune"]
-    first = curve[0]["loss"]
-    off = next((str(e["step"]) for e in curve if e["loss"] < 0.9 * first), "never")
+    entries = curve(row)
+    first = entries[0]["loss"]
+    off = next((str(e["step"]) for e in entries if e["loss"] < 0.9 * first), "never")
 
-    def largest(key, curve=curve):
-      values = [e[key] for e in curve if key in e]
+    def largest(key, entries=entries):
+      values = [e[key] for e in entries if key in e]
       return f"{max(values):.3g}" if values else "n/a"
 
-    poles = [e["pole/distance_min"] for e in curve if "pole/distance_min" in e]
+    poles = [e["pole/distance_min"] for e in entries if "pole/distance_min" in e]
     cells = [
       off,
       largest("grad_norm/mobius"),
       largest("grad_norm/complex"),
       largest("grad_norm/other"),
-      f"{curve[-1]['det/min']:.3g}" if "det/min" in curve[-1] else "n/a",
+      f"{entries[-1]['det/min']:.3g}" if "det/min" in entries[-1] else "n/a",
       f"{min(poles):.3g}" if poles else "n/a",
     ]
     lines.append(f"| {row['model']} | {row['seed']} | " + " | ".join(cells) + " |")

@@ -29,6 +29,22 @@ def rows():
       )
       if model == "mobius_bert-tiny":
         out[-1].update({"maps/elliptic": 0.25 * seed, "near_zero/complex": 0.3})
+        # Fine-tuning curves logged with --diagnostics: off the plateau at step 100 but seed 2.
+        losses = [0.7, 0.6 if seed < 2 else 0.69]
+        out[-1]["curves"] = {
+          "finetune": [
+            {
+              "step": 50 * (i + 1),
+              "loss": loss,
+              "grad_norm/mobius": 2.0 + i + seed,
+              "grad_norm/complex": 3.0,
+              "grad_norm/other": 10.0,
+              "det/min": 0.9 - 0.1 * i,
+              "pole/distance_min": 0.5 / (i + 1),
+            }
+            for i, loss in enumerate(losses)
+          ]
+        }
   return out
 
 
@@ -51,6 +67,10 @@ def test_the_report_has_seed_rows_means_baselines_and_paired_intervals():
   assert header.count("|") == 6  # elliptic and near-zero shares of three kinds of heads
   assert "| bert-tiny | n/a | 0.100 ± 0.100 | n/a | n/a |" in lines
   assert "| mobius_bert-tiny | 0.250 ± 0.250 | n/a | 0.100 ± 0.100 | 0.300 ± 0.000 |" in lines
+  # The diagnostics: only the runs that logged them, per seed.
+  assert "| mobius_bert-tiny | 0 | 100 | 3 | 3 | 10 | 0.8 | 0.25 |" in lines
+  assert "| mobius_bert-tiny | 2 | never | 5 | 3 | 10 | 0.8 | 0.25 |" in lines
+  assert not [x for x in lines if x.startswith("| bert-tiny | 0 | 100")]
   # The paired interval of MöbiusBERT − BERT (validation), against SciPy's.
   differences = [0.02, -0.01, 0.03]
   low, high = scipy_stats.t.interval(
