@@ -20,7 +20,6 @@ parameter-matched MöbiusBERT). Runs resume from their checkpoints: a second cal
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import pathlib
 import time
@@ -31,7 +30,7 @@ from absl import app, flags, logging
 from configs import default
 from mobius_jax import MOBIUS_TYPES
 from mobius_jax.analysis import HEAD_KINDS
-from train import analyze, baselines, experiment, files, loop, partitioning, stats, tasks
+from train import analyze, baselines, experiment, files, glue, loop, partitioning, stats, tasks
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds (0 … n − 1) to run.")
@@ -68,15 +67,10 @@ class Model:
   @classmethod
   def parse(cls, name: str) -> Model:
     preset, *pairs = name.split("+")
-    overrides = {}
-    for pair in pairs:
-      key, sep, value = pair.partition("=")
-      if not sep:
-        raise ValueError(f"--models {name!r}: write overrides as +field=value.")
-      try:
-        overrides[key] = ast.literal_eval(value)
-      except (ValueError, SyntaxError):
-        overrides[key] = value
+    try:
+      overrides = glue.parse_overrides(pairs)
+    except ValueError as error:
+      raise ValueError(f"--models {name!r}: write overrides as +field=value.") from error
     return cls(name, preset, overrides)
 
   @property
