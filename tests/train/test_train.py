@@ -108,6 +108,23 @@ def test_bert_masking_chooses_ordinary_tokens_at_the_rate_and_replaces_them_80_1
   np.testing.assert_array_equal(masked[unchosen], ids[unchosen])
 
 
+def test_masked_lm_accuracy_counts_the_masked_tokens_whose_label_has_the_largest_logit():
+  logits = jax.random.normal(jax.random.key(0), (4, 6, 50))
+  labels = jax.random.randint(jax.random.key(1), (4, 6), 0, 50)
+  labels = labels.at[:2].set(jax.numpy.argmax(logits[:2], -1))  # rows 0 and 1: all right
+  weights = jax.numpy.ones((4, 6)).at[1, 3:].set(0.0)  # three of row 1's do not count
+
+  class FixedLogits:  # stands in for the model: these logits, whatever the input
+    def apply(self, variables, *args, **kwargs):
+      return logits
+
+  batch = {"input_ids": jax.numpy.ones((4, 8), int), "positions": None}
+  objective = objectives.MaskedLMObjective(FixedLogits(), masking={})
+  _, sums = objective.loss({}, {**batch, "labels": labels, "weights": weights}, None, train=False)
+  expected = ((np.argmax(logits, -1) == labels) * weights).sum()
+  assert 9 <= expected < 12 and float(sums["correct"]) == expected and sums["count"] == 21
+
+
 # ------------------------------------------------------------------------------- one step
 
 
