@@ -21,7 +21,7 @@ from mobius_jax.layers import ComplexEncoderLayer, EncoderLayer, dense, layer_no
 from mobius_jax.layers.dense import partitioned
 from mobius_jax.layers.encoder_layer import ACTIVATION_FNS
 from mobius_jax.models.config import ModelConfig
-from mobius_jax.ops import padding_mask, sinusoidal_position_encoding
+from mobius_jax.ops import add_bias, padding_mask, sinusoidal_position_encoding
 from mobius_jax.sharding import CLASSES, EMBED, MLP, POSITIONS, STREAM_AXES, TOKEN_TYPES, VOCAB
 
 
@@ -281,7 +281,7 @@ class MaskedLMHead(nn.Module):
     x = layer_norm(cfg, "transform_norm", axis=MLP)(ACTIVATION_FNS[cfg.hidden_act](x))
     zeros = partitioned(nn.initializers.zeros_init(), (VOCAB,))
     bias = self.param("bias", zeros, (cfg.vocab_size,), cfg.weight_dtype)
-    return attend(x) + bias.astype(x.dtype)
+    return add_bias(attend(x), bias)
 
 
 class SequenceClassifier(nn.Module):

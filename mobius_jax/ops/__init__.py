@@ -11,6 +11,7 @@ from mobius_jax.ops.attention import (
   mobius_dot_product_attention,
   padding_mask,
 )
+from mobius_jax.ops.bias import add_bias
 from mobius_jax.ops.mobius import (
   MOBIUS_TYPES,
   classify,
@@ -38,6 +39,7 @@ __all__ = [
   "SCORE_MODES",
   "MapCoefficients",
   "Pair",
+  "add_bias",
   "apply_complex_rope",
   "apply_rope",
   "attention_logits",
