@@ -7,15 +7,21 @@ Per model size, these steps are compiled, then timed in the same run, interleave
     logits at the masked positions only (`masked_positions`, 15 % of the tokens);
   * bert, full last layer: ours with the last layer at all positions, the logits at the
     masked ones (an ablation: what the last layer's fast path gains);
-  * bert, all logits: ours with the last layer and the logits at all positions, like HF (an
-    ablation: how much of the difference is the output layer);
+  * bert, all logits: our model and step doing HF's work: the last layer and the logits at
+    all positions, the loss over all positions with weight 0 where nothing was masked, as in
+    HF's step (an ablation: the same arithmetic as HF, so its ratio is the speed of our code);
   * möbius bert: our MöbiusBERT preset of the same size (framed: Möbius first and last layers).
 All share the project's optimiser (`train.optim.make_optimizer`: clipping, AdamW with the
 default config's hyperparameters and weight-decay mask), BERT's masking (`mask_tokens`, done
-inside the step for all), dropout 0.1, float32, vocabulary 30,522 and one fixed batch of
-random token ids (no input pipeline: the step alone is timed). Compile time is the wall time
-of `jit(...).lower(...).compile()`; GFLOP is XLA's count for the compiled step
+inside the step for all), dropout 0.1 (`--dropout`), float32, vocabulary 30,522 and one fixed
+batch of random token ids (no input pipeline: the step alone is timed). Compile time is the
+wall time of `jit(...).lower(...).compile()`; GFLOP is XLA's count for the compiled step
 (`cost_analysis()`), so `hf GFLOP ÷ GFLOP` is the speed-up the work alone allows.
+
+How close to the machine: a float32 GEMM (N × N by N × N, N = `--gemm`) is timed in the same
+round robin; its FLOP rate is the machine's attainable rate, and `bound ms` = GFLOP ÷ that
+rate, the time a step would take if all its work ran as fast as one large GEMM. `bound ÷
+step` is the share of that speed the step reaches.
 
 transformers is no dependency of the project; install it into the benchmark's environment:
 `pip install --no-deps transformers==4.57.6` plus its small dependencies.
@@ -65,14 +71,24 @@ def masking(length: int) -> dict:
   )
 
 
-class AllLogitsMaskedLM(MaskedLM):
-  """Our `MaskedLM` with logits at every position; the loss reads the masked ones."""
+class AllPositionsObjective(objectives.MaskedLMObjective):
+  """HF's loss on our model: the logits at all B × L positions, the cross-entropy at every one,
+  weighted 0 where nothing was masked (as `run_mlm_flax.py`): the same work as HF's step."""
 
-  def __call__(self, input_ids, *, masked_positions=None, **kwargs):
-    logits = super().__call__(input_ids, **kwargs)
-    if masked_positions is None:
-      return logits
-    return take_tokens(logits, masked_positions)
+  def loss(self, params, batch, rng, *, train: bool, diagnose: bool = False):
+    ids, positions = batch["input_ids"], batch["positions"]
+    logits = self.model.apply(
+      {"params": params},
+      ids,
+      attention_mask=ids != PAD_ID,
+      deterministic=not train,
+      rngs={"dropout": rng},
+    )  # [B, L, V]: no masked_positions
+    rows = jnp.arange(ids.shape[0])[:, None]
+    labels = jnp.zeros_like(ids).at[rows, positions].set(batch["labels"])
+    weights = jnp.zeros(ids.shape).at[rows, positions].set(batch["weights"])
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return (losses * weights).sum(), {"count": weights.sum()}
 
 
 class FullLastLayerMaskedLM(MaskedLM):
@@ -85,10 +101,21 @@ class FullLastLayerMaskedLM(MaskedLM):
     return self.mlm_head(x, self.backbone.embeddings.attend)
 
 
-ABLATIONS = {"bert, full last layer": FullLastLayerMaskedLM, "bert, all logits": AllLogitsMaskedLM}
+ABLATIONS = {
+  "bert, full last layer": (FullLastLayerMaskedLM, objectives.MaskedLMObjective),
+  "bert, all logits": (MaskedLM, AllPositionsObjective),
+}
 
 
-def our_step(preset: str, length: int, mesh, *, model_class=MaskedLM, **overrides):
+def our_step(
+  preset: str,
+  length: int,
+  mesh,
+  *,
+  model_class=MaskedLM,
+  objective_class=objectives.MaskedLMObjective,
+  **overrides,
+):
   """(jitted train step, initial state, parameter count) of our model on `mesh`."""
   model_config = ModelConfig.preset(preset, **{"vocab_size": VOCAB, **overrides})
   model = model_class(model_config)
@@ -96,7 +123,7 @@ def our_step(preset: str, length: int, mesh, *, model_class=MaskedLM, **override
   state, shardings = partitioning.sharded_init(
     train_state.init_fn(model, optimizer, length), mesh, jax.random.key(0)
   )
-  objective = objectives.MaskedLMObjective(model, masking(length))
+  objective = objective_class(model, masking(length))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   step = jax.jit(
     functools.partial(train_state.train_step, objective=objective),
@@ -107,7 +134,7 @@ def our_step(preset: str, length: int, mesh, *, model_class=MaskedLM, **override
   return step, state, count_params(state.params)
 
 
-def hf_step(size: str, length: int):
+def hf_step(size: str, length: int, dropout: float = 0.1):
   """(jitted train step, initial state, parameter count) of `FlaxBertForMaskedLM`."""
   from transformers import BertConfig, FlaxBertForMaskedLM
 
@@ -119,6 +146,8 @@ def hf_step(size: str, length: int):
     num_attention_heads=ours.num_heads,
     intermediate_size=ours.intermediate_size,
     max_position_embeddings=ours.max_position_embeddings,
+    hidden_dropout_prob=dropout,
+    attention_probs_dropout_prob=dropout,
   )
   model = FlaxBertForMaskedLM(hf_config, seed=0)
   state = train_state.TrainState.create(
@@ -155,13 +184,22 @@ def hf_step(size: str, length: int):
   return jax.jit(step, donate_argnums=0), state, count_params(state.params)
 
 
-def build(name: str, size: str, length: int, mesh):
+def build(name: str, size: str, length: int, mesh, dropout: float = 0.1):
   """(jitted train step, initial state, parameter count) of one of `VARIANTS`."""
   if name == "hf bert":
-    return hf_step(size, length)
+    return hf_step(size, length, dropout)
+  rates = {"hidden_dropout": dropout, "attention_dropout": dropout}
   if name == "möbius bert":
-    return our_step(f"mobius_bert-{size}", length, mesh)
-  return our_step(f"bert-{size}", length, mesh, model_class=ABLATIONS.get(name, MaskedLM))
+    return our_step(f"mobius_bert-{size}", length, mesh, **rates)
+  model_class, objective_class = ABLATIONS.get(name, (MaskedLM, objectives.MaskedLMObjective))
+  return our_step(
+    f"bert-{size}",
+    length,
+    mesh,
+    model_class=model_class,
+    objective_class=objective_class,
+    **rates,
+  )
 
 
 class Runner:
@@ -197,6 +235,13 @@ def random_batch(batch: int, length: int, seed: int = 0) -> dict:
   return {"input_ids": ids.astype(jnp.int32)}
 
 
+def gemm_runner(n: int):
+  """(thunk running one float32 n × n by n × n matrix product, its FLOPs)."""
+  a, b = (jax.random.normal(jax.random.key(i), (n, n)) for i in range(2))
+  product = jax.jit(jnp.matmul)
+  return lambda: product(a, b).block_until_ready(), 2 * n**3
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", nargs="+", default=["tiny", "small", "base"])
@@ -204,19 +249,22 @@ def main(argv=None):
   parser.add_argument("--length", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+  parser.add_argument("--dropout", type=float, default=0.1, help="every model's dropout rate")
+  parser.add_argument("--gemm", type=int, default=2048, help="the reference GEMM's size N")
   args = parser.parse_args(argv)
 
   mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
   tokens = args.batch * args.length
   print(
-    f"# {common.machine()}  float32, batch {args.batch} × length {args.length} = {tokens} "
-    f"tokens per step, vocabulary {VOCAB}, median of {args.repeats}"
+    f"# {common.machine()}  float32, dropout {args.dropout}, batch {args.batch} × length "
+    f"{args.length} = {tokens} tokens per step, vocabulary {VOCAB}, median of {args.repeats}"
   )
   print(
     common.table(
       [
         *("size", "model", "parameters", "compile s", "step ms", "tokens/s"),
         *("÷ hf tokens/s", "÷ bert step time", "GFLOP", "hf GFLOP ÷ GFLOP"),
+        *("bound ms", "bound ÷ step"),
       ]
     )
   )
@@ -224,9 +272,11 @@ def main(argv=None):
     batch = jax.device_put(random_batch(args.batch, args.length))
     runners, compile_s, params = {}, {}, {}
     for name in args.variants:
-      step, state, params[name] = build(name, size, args.length, mesh)
+      step, state, params[name] = build(name, size, args.length, mesh, args.dropout)
       runners[name], compile_s[name] = compile_runner(step, state, batch, mesh)
-    t = common.time_interleaved(runners, args.repeats)
+    gemm, gemm_flops = gemm_runner(args.gemm)
+    t = common.time_interleaved({**runners, "gemm": gemm}, args.repeats)
+    rate = gemm_flops / t["gemm"]  # FLOP/s
     for name in args.variants:
       vs_hf = f"{t['hf bert'] / t[name]:.2f}×" if "hf bert" in t else ""
       vs_bert = f"{t[name] / t['bert']:.2f}×" if "bert" in t else ""
@@ -235,11 +285,12 @@ def main(argv=None):
       print(
         f"| {size} | {name} | {params[name] / 1e6:.1f} M | {compile_s[name]:.1f} "
         f"| {1e3 * t[name]:.0f} | {tokens / t[name]:.0f} | {vs_hf} | {vs_bert} "
-        f"| {flops / 1e9:.1f} | {flops_vs_hf} |",
+        f"| {flops / 1e9:.1f} | {flops_vs_hf} | {1e3 * flops / rate:.0f} "
+        f"| {flops / rate / t[name]:.0%} |",
         flush=True,
       )
     first = {name: f"{float(r.losses[0]):.3f}" for name, r in runners.items()}
-    print(f"# {size}: first-step losses {first}")
+    print(f"# {size}: first-step losses {first}; GEMM {args.gemm}³: {rate / 1e9:.0f} GFLOP/s")
 
 
 if __name__ == "__main__":
