@@ -77,7 +77,8 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
     )
   writer = metrics.MetricWriter(workdir, enabled=primary)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
-  history = _earlier_history(workdir / "summary.json", start_step)
+  earlier = _earlier_summary(workdir / "summary.json", start_step)
+  history = earlier.get("train", [])
   status, timed, unchecked, flops = "completed", None, [], None
   progress = tqdm(
     total=config.num_train_steps,
@@ -140,28 +141,36 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
     "step": int(state.step),
     "parameters": count_params(state.params),
     "encoder_parameters": count_encoder_params(ex.model_config),
-    "train_step_flops": flops,
+    # A call that ran no timed step (resuming a finished run) keeps the earlier calls' figures.
+    "train_step_flops": flops if flops is not None else earlier.get("train_step_flops"),
     "train": history,
     "eval": results,
-    "tokens_per_second": tokens_per_second,
-    "wall_time_seconds": time.perf_counter() - started,
+    "tokens_per_second": tokens_per_second or earlier.get("tokens_per_second"),
+    "wall_time_seconds": earlier.get("wall_time_seconds", 0.0) + time.perf_counter() - started,
   }
   writer.write_summary(summary)
   writer.close()
   return summary
 
 
-def _earlier_history(path: pathlib.Path, step: int) -> list[dict]:
-  """The logged entries up to `step` of the summary an earlier call left (a resumed run's
-  summary holds its whole curve); none when the summary is missing or unreadable."""
+def _earlier_summary(path: pathlib.Path, step: int) -> dict:
+  """What earlier calls on this run left in its summary, when resuming at `step`: the logged
+  entries up to `step`, their wall time, and the step's FLOPs and rate (a resumed run's
+  summary speaks for the whole run); empty when starting, or the summary is missing or
+  unreadable."""
   if step == 0 or not path.exists():
-    return []
+    return {}
   try:
     earlier = files.read_json(path, "summary")
   except ValueError:
     logging.warning("%s cannot be read: the summary's curve starts at step %d.", path, step)
-    return []
-  return [entry for entry in earlier.get("train", []) if entry["step"] <= step]
+    return {}
+  return {
+    "train": [entry for entry in earlier.get("train", []) if entry["step"] <= step],
+    "wall_time_seconds": earlier.get("wall_time_seconds") or 0.0,
+    "train_step_flops": earlier.get("train_step_flops"),
+    "tokens_per_second": earlier.get("tokens_per_second"),
+  }
 
 
 def _step_flops(p_train_step, state, batch, ex: experiment.Experiment) -> float | None:

@@ -215,6 +215,10 @@ def test_a_resumed_runs_summary_holds_its_whole_curve(tmp_path):
   assert [entry["step"] for entry in resumed["train"]] == [1, 2, 3, 4]
   again = loop.train_and_evaluate(pretrain_config(num_train_steps=4), tmp_path)
   assert again["train"] == resumed["train"] and again["eval"] == resumed["eval"]
+  # A call with nothing left to train keeps the run's step FLOPs and rate, adds its wall time.
+  assert again["train_step_flops"] == resumed["train_step_flops"] > 0
+  assert again["tokens_per_second"] == resumed["tokens_per_second"] > 0
+  assert again["wall_time_seconds"] > resumed["wall_time_seconds"]
 
 
 def test_the_loop_compiles_its_train_and_eval_steps_once(tmp_path, caplog):
