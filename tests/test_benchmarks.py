@@ -54,12 +54,22 @@ def test_attention_layer():
 def test_train_step():
   # MöbiusBERT's step, the same `our_step`, runs in test_gpu_script_smoke.
   variants = ("hf bert", "bert", "bert, full last layer", "bert, all logits")
-  args = ("--sizes", "tiny", "--batch", "2", "--length", "16", "--repeats", "1")
+  args = ("--sizes", "tiny", "--batch", "2", "--length", "16", "--repeats", "1", "--gemm", "64")
   out = run("train_step.py", *args, "--variants", *variants)
   rows = table_rows(out)
   assert [row[1] for row in rows] == list(variants)
   assert all(row[6] and row[7] for row in rows)  # the ratios to hf bert and to bert
-  assert "# tiny: first-step losses" in out
+  assert all(float(row[10]) > 0 and row[11].endswith("%") for row in rows)  # the FLOP bound
+  assert "# tiny: first-step losses" in out and "GEMM 64³" in out
+
+
+def test_profile_step():
+  args = ("--size", "tiny", "--batch", "2", "--length", "16", "--steps", "1")
+  rows = table_rows(run("profile_step.py", *args))
+  kinds = [row[0] for row in rows]
+  assert kinds[:2] == ["matmul, encoder", "matmul, output layer"] and len(kinds) == 7
+  assert abs(sum(float(row[1]) for row in rows[:-1]) - float(rows[-1][1])) <= 6  # rounding
+  assert float(rows[0][1]) + float(rows[1][1]) > 0  # the matmuls were found in the trace
 
 
 def test_scaling_losses_match_one_device():
