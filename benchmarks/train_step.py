@@ -71,6 +71,15 @@ def masking(length: int) -> dict:
   )
 
 
+def at_every_position(ids, positions, labels, weights):
+  """The masked positions' `[B, P]` labels and weights spread to `[B, L]`: 0 elsewhere."""
+  rows = jnp.arange(ids.shape[0])[:, None]
+  return (
+    jnp.zeros_like(ids).at[rows, positions].set(labels),
+    jnp.zeros(ids.shape).at[rows, positions].set(weights),
+  )
+
+
 class AllPositionsObjective(objectives.MaskedLMObjective):
   """HF's loss on our model: the logits at all B × L positions, the cross-entropy at every one,
   weighted 0 where nothing was masked (as `run_mlm_flax.py`): the same work as HF's step."""
@@ -84,9 +93,7 @@ class AllPositionsObjective(objectives.MaskedLMObjective):
       deterministic=not train,
       rngs={"dropout": rng},
     )  # [B, L, V]: no masked_positions
-    rows = jnp.arange(ids.shape[0])[:, None]
-    labels = jnp.zeros_like(ids).at[rows, positions].set(batch["labels"])
-    weights = jnp.zeros(ids.shape).at[rows, positions].set(batch["weights"])
+    labels, weights = at_every_position(ids, positions, batch["labels"], batch["weights"])
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return (losses * weights).sum(), {"count": weights.sum()}
 
@@ -162,10 +169,8 @@ def hf_step(size: str, length: int, dropout: float = 0.1):
     mask_rng, dropout_rng = jax.random.split(rng)
     masked = objectives.mask_tokens(mask_rng, batch["input_ids"], **mask_kwargs)
     ids, positions, labels, weights = masked
-    rows = jnp.arange(ids.shape[0])[:, None]
     # run_mlm_flax.py's loss: labels at every position, weight 0 where nothing was masked.
-    all_labels = jnp.zeros_like(ids).at[rows, positions].set(labels)
-    all_weights = jnp.zeros(ids.shape).at[rows, positions].set(weights)
+    all_labels, all_weights = at_every_position(ids, positions, labels, weights)
 
     def loss_fn(params):
       logits = model(
