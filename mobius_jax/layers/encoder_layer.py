@@ -13,6 +13,7 @@ import flax.linen as nn
 from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
 from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import dense, partitioned
+from mobius_jax.layers.dropout import Dropout
 from mobius_jax.ops import Pair, take_tokens
 from mobius_jax.sharding import ACT_MLP, EMBED, MLP, STREAM_AXES
 
@@ -72,7 +73,7 @@ class EncoderLayer(nn.Module):
     mask, positions and output_indices: as in `SelfAttention`.
     """
     cfg = self.config
-    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    dropout = Dropout(cfg.hidden_dropout, deterministic=deterministic)
     a = SelfAttention(cfg, self.attention_fn, name="attention")(
       x, mask=mask, positions=positions, output_indices=output_indices, deterministic=deterministic
     )
@@ -106,7 +107,7 @@ class ComplexEncoderLayer(nn.Module):
     mask, positions and output_indices: as in `SelfAttention`.
     """
     cfg = self.config
-    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    dropout = Dropout(cfg.hidden_dropout, deterministic=deterministic)
     attended = MobiusSelfAttention(cfg, self.attention_fn, name="attention")(
       x, mask=mask, positions=positions, output_indices=output_indices, deterministic=deterministic
     )

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mobius_jax.layers import ComplexEncoderLayer, EncoderLayer, dense, layer_norm
+from mobius_jax.layers import ComplexEncoderLayer, Dropout, EncoderLayer, dense, layer_norm
 from mobius_jax.layers.dense import partitioned
 from mobius_jax.layers.encoder_layer import ACTIVATION_FNS
 from mobius_jax.models.config import ModelConfig
@@ -62,7 +62,7 @@ class Embeddings(nn.Module):
     self.norm = layer_norm(cfg)
     if cfg.split_embeddings:
       self.position_norm = layer_norm(cfg)  # at the hidden width, as the imaginary channel
-    self.dropout = nn.Dropout(cfg.hidden_dropout)
+    self.dropout = Dropout(cfg.hidden_dropout)
     if cfg.embedding_width != cfg.hidden_size:
       # The embedding width is named `mlp` here only to differ from the output's `embed`.
       self.projection = dense(cfg.hidden_size, (MLP, EMBED), **cfg.dense_args)
@@ -308,7 +308,7 @@ class SequenceClassifier(nn.Module):
       name="backbone",
     )
     out = backbone(input_ids, deterministic=deterministic, **inputs)
-    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    dropout = Dropout(cfg.hidden_dropout, deterministic=deterministic)
     if cfg.family == "bert":
       return dense(self.num_labels, (EMBED, CLASSES), name="classifier", **cfg.dense_args)(
         dropout(out.pooled)
@@ -327,7 +327,7 @@ class ClassificationHead(nn.Module):
   def __call__(self, x, *, deterministic: bool = True):
     """x: `[B, D]` first-token features → `[B, K]`."""
     cfg = self.config
-    dropout = nn.Dropout(cfg.hidden_dropout, deterministic=deterministic)
+    dropout = Dropout(cfg.hidden_dropout, deterministic=deterministic)
     x = dense(cfg.hidden_size, (EMBED, MLP), name="dense", **cfg.dense_args)(dropout(x))
     x = dropout(ACTIVATION_FNS[cfg.hidden_act](x))
     return dense(self.num_labels, (MLP, CLASSES), name="out_proj", **cfg.dense_args)(x)

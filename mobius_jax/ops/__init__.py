@@ -12,6 +12,7 @@ from mobius_jax.ops.attention import (
   padding_mask,
 )
 from mobius_jax.ops.bias import add_bias
+from mobius_jax.ops.dropout import dropout
 from mobius_jax.ops.mobius import (
   MOBIUS_TYPES,
   classify,
@@ -48,6 +49,7 @@ __all__ = [
   "compose",
   "determinant",
   "dot_product_attention",
+  "dropout",
   "fixed_points",
   "inverse",
   "mobius_attention_logits",

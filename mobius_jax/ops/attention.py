@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from mobius_jax.ops.dropout import dropout
 from mobius_jax.ops.types import Pair
 
 ScoreMode = Literal["hermitian", "bilinear", "magnitude"]
@@ -192,8 +193,7 @@ def attention_weights(
   if dropout_rate > 0.0:
     if dropout_rng is None:
       raise ValueError("dropout_rate > 0 needs a dropout_rng; pass one, or dropout_rate=0.")
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    weights = dropout(weights, dropout_rate, dropout_rng)
   return weights
 
 
