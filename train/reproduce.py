@@ -162,10 +162,12 @@ def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
   lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
   for model in models:
     mine = [row for row in rows if row["model"] == model]
+    # A step's FLOPs are the model's, the same for every seed: any run that recorded them.
+    flops = next((row["train_step_flops"] for row in mine if row["train_step_flops"]), None)
     cells = [
       str(len(mine)),
       f"{mine[0]['encoder_parameters'] / 1e6:.2f}M",
-      f"{mine[0]['train_step_flops'] / 1e9:.1f}" if mine[0]["train_step_flops"] else "n/a",
+      f"{flops / 1e9:.1f}" if flops else "n/a",
       *(format_cell([row[key] for row in mine]) for key, _ in MEASURES),
       format_cell([row["tokens_per_second"] for row in mine], digits=0),
     ]
@@ -275,15 +277,18 @@ def paired(rows, model: str, key: str, other: str, other_key: str):
   return [mine[s] for s in seeds], [theirs[s] for s in seeds]
 
 
-def format_cell(values: list[float], digits: int = 3) -> str:
-  """The mean, and ± the sample std when there are several values."""
-  values = [v for v in values if v is not None]
-  if not values:
+def format_cell(values: list[float | None], digits: int = 3) -> str:
+  """The mean, and ± the sample std when there are several values; "(k of n)" after it where
+  only k of the n values are known (None: a run that did not record it)."""
+  known = [v for v in values if v is not None]
+  if not known:
     return "n/a"
-  if len(values) == 1:
-    return f"{values[0]:.{digits}f}"
-  mean, std = stats.mean_std(values)
-  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+  if len(known) == 1:
+    cell = f"{known[0]:.{digits}f}"
+  else:
+    mean, std = stats.mean_std(known)
+    cell = f"{mean:.{digits}f} ± {std:.{digits}f}"
+  return cell if len(known) == len(values) else f"{cell} ({len(known)} of {len(values)})"
 
 
 def main(argv):

@@ -96,3 +96,7 @@ def test_format_cell_gives_the_mean_and_the_sample_std():
   assert reproduce.format_cell([0.7]) == "0.700"
   assert reproduce.format_cell([0.7, 0.8]) == "0.750 ± 0.071"
   assert reproduce.format_cell([1000.4, 1200.0], digits=0) == "1100 ± 141"
+  # Where some runs did not record a value, the cell says how many did.
+  assert reproduce.format_cell([None, 1000.4, None, 1200.0], digits=0) == "1100 ± 141 (2 of 4)"
+  assert reproduce.format_cell([None, 0.7]) == "0.700 (1 of 2)"
+  assert reproduce.format_cell([None, None]) == "n/a"
