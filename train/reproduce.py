@@ -96,13 +96,18 @@ def configs(model: Model, seed: int, workdir: pathlib.Path):
   return pretrain, finetune, scratch
 
 
-def run_one(model: Model, seed: int, workdir: pathlib.Path) -> dict:
+def run_one(model: Model, seed: int, workdir: pathlib.Path) -> dict | None:
   """Pretrains and fine-tunes `model`, fine-tunes it from scratch, analyses the fine-tuned
-  model (into workdir/analysis); returns its row."""
-  pretrain, finetune, scratch = configs(model, seed, workdir)
-  first = loop.train_and_evaluate(pretrain, workdir / "pretrain")
-  second = loop.train_and_evaluate(finetune, workdir / "finetune")
-  third = loop.train_and_evaluate(scratch, workdir / "scratch")
+  model (into workdir/analysis); returns its row, or None when a run was interrupted (a signal
+  saved its checkpoint: rerunning the command resumes it)."""
+  summaries = []
+  runs = zip(("pretrain", "finetune", "scratch"), configs(model, seed, workdir), strict=True)
+  for run, config in runs:
+    summary = loop.train_and_evaluate(config, workdir / run)
+    if summary["status"] != "completed":
+      return None  # the fine-tuning must not start from an unfinished pretraining
+    summaries.append(summary)
+  first, second, third = summaries
   metric = tasks.get_task(_TASK.value).metrics[0]
 
   def score(summary, split):
@@ -301,11 +306,14 @@ def main(argv):
   models = [Model.parse(name) for name in _MODELS.value]
   root = pathlib.Path(_WORKDIR.value)
   started = time.perf_counter()
-  rows = [
-    run_one(model, seed, root / f"seed{seed}" / model.name)
-    for seed in range(_SEEDS.value)
-    for model in models
-  ]
+  rows = []
+  for seed in range(_SEEDS.value):
+    for model in models:
+      row = run_one(model, seed, root / f"seed{seed}" / model.name)
+      if row is None:
+        print(f"Interrupted (seed {seed}, {model.name}); rerun the same command to resume.")
+        return
+      rows.append(row)
   if jax.process_index() == 0:
     reference = None
     if not task.is_regression and task.test_split:

@@ -100,3 +100,18 @@ def test_format_cell_gives_the_mean_and_the_sample_std():
   assert reproduce.format_cell([None, 1000.4, None, 1200.0], digits=0) == "1100 ± 141 (2 of 4)"
   assert reproduce.format_cell([None, 0.7]) == "0.700 (1 of 2)"
   assert reproduce.format_cell([None, None]) == "n/a"
+
+
+def test_an_interrupted_pretraining_is_not_fine_tuned(monkeypatch, tmp_path):
+  # A signal stops the pretraining (its checkpoint saved): the fine-tuning must not start from
+  # it, and the driver reports no row, so rerunning the command resumes the pretraining.
+  started = []
+
+  def train_and_evaluate(config, workdir):
+    started.append(workdir.name)
+    return {"status": "interrupted", "step": 3}
+
+  monkeypatch.setattr(reproduce, "configs", lambda model, seed, workdir: ({}, {}, {}))
+  monkeypatch.setattr(reproduce.loop, "train_and_evaluate", train_and_evaluate)
+  assert reproduce.run_one(reproduce.Model.parse("bert-tiny"), 0, tmp_path) is None
+  assert started == ["pretrain"]
