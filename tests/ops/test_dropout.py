@@ -9,6 +9,7 @@ import pytest
 
 from mobius_jax.layers import Dropout
 from mobius_jax.ops import dropout
+from mobius_jax.ops.dropout import bernoulli, threefry_bits
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -24,6 +25,25 @@ def test_dropout_drops_what_flax_drops_and_scales_the_rest(dtype):
   assert 0.2 < float((ours == 0).mean()) < 0.3
   tol = 1e-6 if dtype == jnp.float32 else 1e-2
   chex.assert_trees_all_close(ours, flax, rtol=tol)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5, 11), (2, 4, 16, 16)])
+def test_bernoulli_draws_jax_randoms_bits(shape):
+  draw = jax.jit(bernoulli, static_argnums=(1, 2))
+  for key in (jax.random.key(0), jax.random.PRNGKey(42), jax.random.fold_in(jax.random.key(7), 3)):
+    for p in (0.9, 0.5, 0.123, 0.0, 1.0):
+      np.testing.assert_array_equal(draw(key, p, shape), jax.random.bernoulli(key, p, shape))
+
+
+def test_threefry_bits_are_jax_randoms_and_other_prngs_are_left_to_jax():
+  key = jax.random.fold_in(jax.random.key(5), 11)
+  np.testing.assert_array_equal(
+    threefry_bits(jax.random.key_data(key), 1000), jax.random.bits(key, (1000,), jnp.uint32)
+  )
+  rbg = jax.random.key(5, impl="rbg")
+  np.testing.assert_array_equal(bernoulli(rbg, 0.7, (40,)), jax.random.bernoulli(rbg, 0.7, (40,)))
+  with jax.enable_x64(True):  # float64 uniforms: other bits
+    np.testing.assert_array_equal(bernoulli(key, 0.7, (40,)), jax.random.bernoulli(key, 0.7, (40,)))
 
 
 def test_the_gradient_is_the_scaled_mask():
