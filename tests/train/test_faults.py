@@ -25,7 +25,7 @@ from tests.train.runs import (
   mock_data,  # noqa: F401  (autouse: TFDS's mock data for every test here)
   pretrain_config,
 )
-from train import checkpointing, experiment, files, loop, optim, tasks, tokenizer
+from train import checkpointing, experiment, files, loop, optim, state, tasks, tokenizer
 
 
 def poison_optimizer(monkeypatch, step: int) -> None:
@@ -77,6 +77,16 @@ def test_a_run_that_turns_nan_keeps_its_last_finite_checkpoint_and_resumes_from_
     config.resume_with_changes = True
     summary = loop.train_and_evaluate(config, tmp_path / "run")
   assert summary["status"] == "completed" and summary["step"] == 4
+
+
+def test_the_finite_check_finds_one_non_finite_element_in_any_leaf():
+  tree = {"a": jnp.ones((3, 4)), "b": jnp.zeros(5, jnp.bfloat16)}
+  assert bool(state.all_finite(tree))
+  for leaf, index, value in [("a", (1, 2), jnp.nan), ("b", 3, jnp.inf), ("a", (0, 0), -jnp.inf)]:
+    assert not bool(state.all_finite({**tree, leaf: tree[leaf].at[index].set(value)}))
+  # +inf in one leaf and −inf in another sum to NaN: still non-finite.
+  both = {"a": tree["a"].at[0, 0].set(jnp.inf), "b": tree["b"].at[0].set(-jnp.inf)}
+  assert not bool(state.all_finite(both))
 
 
 def test_a_non_finite_learning_rate_is_refused_before_any_work(tmp_path):
