@@ -6,7 +6,8 @@ the compiled module, and sums it by kind:
 
   * matmul, encoder / matmul, output layer: dot fusions (projections, feed-forward,
     attention scores; the tied decoder), forward and backward;
-  * dropout random numbers: threefry and the Bernoulli draws of dropout masks;
+  * dropout random numbers: threefry and the Bernoulli draws of dropout masks, where they are
+    ops of their own (flax's; `mobius_jax.dropout`'s fuse into its multiply: other model work);
   * outside the model: what the step does around the model (BERT's masking, the loss and its
     gradient, the tied word table's two gradients summed, clipping, AdamW, finite checks);
   * other model work: softmax, LayerNorm, GELU, dropout's multiplies, gathers, layout copies;

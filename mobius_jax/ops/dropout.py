@@ -57,8 +57,9 @@ def bernoulli(rng: Array, p: float, shape: tuple[int, ...]) -> Array:
   # jax.random.bernoulli tests uniform < p, where uniform = (bits >> 9) / 2**23 (float32's 23
   # mantissa bits), that is (bits >> 9) < p * 2**23 for a float32 p.
   threshold = math.ceil(float(np.float32(p)) * 2**23)
-  bits = threefry_bits(jax.random.key_data(rng), size)
-  return (bits >> jnp.uint32(9) < jnp.uint32(threshold)).reshape(shape)
+  with jax.named_scope("bernoulli"):  # as jax.random's ops are named, in profiles and HLO
+    bits = threefry_bits(jax.random.key_data(rng), size)
+    return (bits >> jnp.uint32(9) < jnp.uint32(threshold)).reshape(shape)
 
 
 def threefry_bits(key_data: Array, size: int) -> Array:
