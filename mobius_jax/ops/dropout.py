@@ -69,7 +69,8 @@ def threefry_bits(key_data: Array, size: int) -> Array:
   threefry-2x32's 20 rounds and XORs the two output words. On the CPU it lowers the rounds as a
   rolled loop, which carries both `[size]` words through memory five times; written as array
   ops they fuse into one pass (2× faster for a dropout mask alone; a bert-small train step
-  ~1.5 % faster, `benchmarks/README.md`). Indices below 2³², so the high word is 0.
+  1.0–1.4 % faster, bert-tiny's 3 %: `benchmarks/README.md`). Indices below 2³², so the high
+  word is 0.
   """
   k0, k1 = key_data[0], key_data[1]
   ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
