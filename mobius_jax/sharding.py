@@ -27,7 +27,11 @@ MESH_AXES = (DATA, FSDP, TENSOR)
 VOCAB = "vocab"  # rows of the word embedding table, outputs of the MLM decoder
 EMBED = "embed"  # the model width (hidden size), or the embedding size where it differs
 HEADS = "heads"  # attention heads × head dim, flattened (q, k, v outputs; attention output input)
-MLP = "mlp"  # feed-forward width; also the output side of square hidden → hidden kernels
+MLP = "mlp"  # feed-forward width F
+# A width on the other side of a kernel whose two sides are both widths (D → D in the pooler and
+# the classifier, D → E in the masked-LM transform, E → D in the embedding projection): apart
+# from `embed`, so that the two sides shard over different mesh axes.
+WIDTH = "width"
 POSITIONS = "positions"  # rows of the learned position table
 TOKEN_TYPES = "token_types"  # rows of the token type table
 CLASSES = "classes"  # outputs of a classification head
@@ -42,7 +46,7 @@ ACT_HEADS = "act_heads"
 ACT_HEAD_DIM = "act_head_dim"
 ACT_MLP = "act_mlp"
 ACT_VOCAB = "act_vocab"
-STREAM_AXES = (ACT_BATCH, ACT_LENGTH, ACT_EMBED)  # the residual stream [B, L, H]
+STREAM_AXES = (ACT_BATCH, ACT_LENGTH, ACT_EMBED)  # the residual stream [B, L, D]
 
 # Data parallel over `data` and `fsdp` (FSDP shards the parameters' embed dimension too),
 # tensor parallel over heads, feed-forward width and vocabulary (Megatron-style).
@@ -61,6 +65,7 @@ DEFAULT_RULES: Rules = (
   (EMBED, FSDP),
   (HEADS, TENSOR),
   (MLP, TENSOR),
+  (WIDTH, TENSOR),
   (POSITIONS, None),
   (TOKEN_TYPES, None),
   (CLASSES, None),

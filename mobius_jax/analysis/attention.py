@@ -33,7 +33,7 @@ def head_kinds(config: ModelConfig) -> list[list[str]]:
   return kinds
 
 
-def attention_weights(
+def model_attention_weights(
   params: dict, config: ModelConfig, input_ids, *, attention_mask=None, token_type_ids=None
 ) -> list[np.ndarray]:
   """Every layer's attention weights on a batch (no dropout).
@@ -80,7 +80,7 @@ def attention_statistics(
     i.e. below a tenth (by default) of what uniform attention would give.
 
   Args:
-    weights: from `attention_weights`, one `[B, N, L, L]` array per layer.
+    weights: from `model_attention_weights`, one `[B, N, L, L]` array per layer.
     attention_mask: `[B, L]`, non-zero at real tokens.
     config: the model's config (for the head kinds).
     near_zero: the threshold, as a fraction of the uniform weight 1 / n.

@@ -14,7 +14,6 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from mobius_jax.ops import MOBIUS_TYPES, MapCoefficients, mobius_transform
 
@@ -53,7 +52,7 @@ def plot_type_shares(report: dict, path) -> pathlib.Path:
     ),
   ]
   widths = [len(groups[0][0]) + 1, len(groups[1][0]) + 1]
-  fig = Figure(figsize=(3 + 0.35 * sum(widths), 3.6))
+  fig = _figure(figsize=(3 + 0.35 * sum(widths), 3.6))
   axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": widths}, sharey=True)
   for ax, (labels, shares, title) in zip(axes, groups, strict=True):
     bottom = np.zeros(len(labels))
@@ -94,7 +93,7 @@ def plot_map_images(
   """
   curves = _grid_curves(extent)
   panels = [("the grid: lines and circles", None), *maps]
-  fig = Figure(figsize=(3.2 * len(panels), 3.4))
+  fig = _figure(figsize=(3.2 * len(panels), 3.4))
   axes = fig.subplots(1, len(panels), squeeze=False)
   for ax, (title, m) in zip(axes[0], panels, strict=True):
     for i, z in enumerate(curves):
@@ -129,7 +128,7 @@ def plot_attention(
   """
   rows, cols = len(weights), weights[0].shape[0]
   size = 1.2 + 0.12 * len(tokens)
-  fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
+  fig = _figure(figsize=(size * cols, size * rows), layout="constrained")
   axes = fig.subplots(rows, cols, squeeze=False)
   ticks = np.arange(len(tokens))
   for layer, w in enumerate(weights):
@@ -142,3 +141,14 @@ def plot_attention(
       ax.set_xticks(ticks, tokens, rotation=90, fontsize=6)
       ax.set_yticks(ticks, tokens, fontsize=6)
   return _save(fig, path)
+
+
+def _figure(**kwargs):
+  """A matplotlib `Figure` (matplotlib comes with the `analysis` extra)."""
+  try:
+    from matplotlib.figure import Figure
+  except ImportError as error:
+    raise ImportError(
+      "The analysis figures need matplotlib: pip install 'mobius-jax[analysis]'."
+    ) from error
+  return Figure(**kwargs)

@@ -3,7 +3,6 @@
 from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
 from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import ComplexDense, ComplexScale, dense
-from mobius_jax.layers.dropout import Dropout
 from mobius_jax.layers.encoder_layer import (
   ComplexEncoderLayer,
   EncoderLayer,
@@ -16,7 +15,6 @@ __all__ = [
   "ComplexDense",
   "ComplexEncoderLayer",
   "ComplexScale",
-  "Dropout",
   "EncoderLayer",
   "FeedForward",
   "LayerConfig",

@@ -164,8 +164,8 @@ class MobiusSelfAttention(_Attention):
       Pair of `[B, L, D]`, or of `[B, P, D]` with `output_indices`.
     """
     cfg = self.config
-    # Pinning the input's sharding is not only tidy: on a 2×2×2 CPU mesh, XLA (jax 0.10.2)
-    # miscompiled this layer when the input's sharding was left to propagation.
+    # Pinned, not left to sharding propagation: XLA has miscompiled this layer on a 2×2×2 CPU
+    # mesh without it (tests/layers compare the layer on that mesh with one device).
     x = tuple(nn.with_logical_constraint(part, STREAM_AXES) for part in x)
     x_query, query_pos = _queried(x, positions, output_indices)
     hidden = x[0].shape[-1]

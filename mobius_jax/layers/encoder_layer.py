@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
+from mobius_jax.layers._dropout import Dropout
 from mobius_jax.layers.attention import MobiusSelfAttention, SelfAttention
 from mobius_jax.layers.config import LayerConfig
 from mobius_jax.layers.dense import dense, partitioned
-from mobius_jax.layers.dropout import Dropout
 from mobius_jax.ops import Pair, take_tokens
 from mobius_jax.sharding import ACT_MLP, EMBED, MLP, STREAM_AXES
 
@@ -27,9 +27,8 @@ ACTIVATION_FNS = {
 def layer_norm(config: LayerConfig, name: str | None = None, axis: str = EMBED) -> nn.LayerNorm:
   """LayerNorm with BERT's epsilon; float32 statistics, the variance as E[x²] − E[x]².
 
-  That one-pass variance (flax's default, as in HF's Flax BERT) made a bert-small layer's
-  forward + backward 4 % faster on a CPU than the two-pass one; the outputs still match
-  HF's PyTorch BERT to the parity tests' tolerance.
+  The one-pass variance (flax's default, as in HF's Flax BERT) is the faster one on a CPU
+  (benchmarks/README.md); the outputs match HF's PyTorch BERT to the parity tests' tolerance.
   """
   return nn.LayerNorm(
     epsilon=config.layer_norm_eps,

@@ -17,12 +17,14 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mobius_jax.layers import ComplexEncoderLayer, Dropout, EncoderLayer, dense, layer_norm
+from mobius_jax.layers import ComplexEncoderLayer, EncoderLayer, dense, layer_norm
+from mobius_jax.layers._dropout import Dropout
 from mobius_jax.layers.dense import partitioned
 from mobius_jax.layers.encoder_layer import ACTIVATION_FNS
 from mobius_jax.models.config import ModelConfig
-from mobius_jax.ops import add_bias, padding_mask, sinusoidal_position_encoding
-from mobius_jax.sharding import CLASSES, EMBED, MLP, POSITIONS, STREAM_AXES, TOKEN_TYPES, VOCAB
+from mobius_jax.ops import padding_mask, sinusoidal_position_encoding
+from mobius_jax.ops._xla_cpu import add_bias
+from mobius_jax.sharding import CLASSES, EMBED, POSITIONS, STREAM_AXES, TOKEN_TYPES, VOCAB, WIDTH
 
 
 class EncoderOutput(NamedTuple):
@@ -64,8 +66,7 @@ class Embeddings(nn.Module):
       self.position_norm = layer_norm(cfg)  # at the hidden width, as the imaginary channel
     self.dropout = Dropout(cfg.hidden_dropout)
     if cfg.embedding_width != cfg.hidden_size:
-      # The embedding width is named `mlp` here only to differ from the output's `embed`.
-      self.projection = dense(cfg.hidden_size, (MLP, EMBED), **cfg.dense_args)
+      self.projection = dense(cfg.hidden_size, (WIDTH, EMBED), **cfg.dense_args)
 
   def __call__(self, input_ids, token_type_ids, positions, deterministic: bool = True):
     """input_ids, token_type_ids: int `[B, L]`; positions: int `[B, L]` or `[L]`.
@@ -173,7 +174,7 @@ class Transformer(nn.Module):
       cfg, attention_fn=self.attention_fn, mobius_attention_fn=self.mobius_attention_fn
     )
     if self.has_pooler:
-      self.pooler = dense(cfg.hidden_size, (EMBED, MLP), **cfg.dense_args)
+      self.pooler = dense(cfg.hidden_size, (EMBED, WIDTH), **cfg.dense_args)
 
   @property
   def has_pooler(self) -> bool:
@@ -277,8 +278,8 @@ class MaskedLMHead(nn.Module):
   def __call__(self, x, attend: Callable):
     """x: `[..., D]`; attend: the word table's `attend` → `[..., V]` logits."""
     cfg = self.config
-    x = dense(cfg.embedding_width, (EMBED, MLP), name="transform", **cfg.dense_args)(x)
-    x = layer_norm(cfg, "transform_norm", axis=MLP)(ACTIVATION_FNS[cfg.hidden_act](x))
+    x = dense(cfg.embedding_width, (EMBED, WIDTH), name="transform", **cfg.dense_args)(x)
+    x = layer_norm(cfg, "transform_norm", axis=WIDTH)(ACTIVATION_FNS[cfg.hidden_act](x))
     zeros = partitioned(nn.initializers.zeros_init(), (VOCAB,))
     bias = self.param("bias", zeros, (cfg.vocab_size,), cfg.weight_dtype)
     return add_bias(attend(x), bias)
@@ -328,6 +329,6 @@ class ClassificationHead(nn.Module):
     """x: `[B, D]` first-token features → `[B, K]`."""
     cfg = self.config
     dropout = Dropout(cfg.hidden_dropout, deterministic=deterministic)
-    x = dense(cfg.hidden_size, (EMBED, MLP), name="dense", **cfg.dense_args)(dropout(x))
+    x = dense(cfg.hidden_size, (EMBED, WIDTH), name="dense", **cfg.dense_args)(dropout(x))
     x = dropout(ACTIVATION_FNS[cfg.hidden_act](x))
-    return dense(self.num_labels, (MLP, CLASSES), name="out_proj", **cfg.dense_args)(x)
+    return dense(self.num_labels, (WIDTH, CLASSES), name="out_proj", **cfg.dense_args)(x)

@@ -11,8 +11,6 @@ from mobius_jax.ops.attention import (
   mobius_dot_product_attention,
   padding_mask,
 )
-from mobius_jax.ops.bias import add_bias
-from mobius_jax.ops.dropout import dropout
 from mobius_jax.ops.mobius import (
   MOBIUS_TYPES,
   classify,
@@ -40,7 +38,6 @@ __all__ = [
   "SCORE_MODES",
   "MapCoefficients",
   "Pair",
-  "add_bias",
   "apply_complex_rope",
   "apply_rope",
   "attention_logits",
@@ -49,7 +46,6 @@ __all__ = [
   "compose",
   "determinant",
   "dot_product_attention",
-  "dropout",
   "fixed_points",
   "inverse",
   "mobius_attention_logits",

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from mobius_jax.ops.dropout import dropout
+from mobius_jax.ops._xla_cpu import dropout
 from mobius_jax.ops.types import Pair
 
 ScoreMode = Literal["hermitian", "bilinear", "magnitude"]

@@ -1,17 +1,17 @@
-"""`flax.linen.Dropout`'s interface on `mobius_jax.ops.dropout`."""
+"""`flax.linen.Dropout`'s interface on the package's dropout (private: what the layers use)."""
 
 from __future__ import annotations
 
 import flax.linen as nn
 
-from mobius_jax.ops import dropout
+from mobius_jax.ops._xla_cpu import dropout
 
 
 class Dropout(nn.Module):
   """Dropout with the "dropout" PRNG stream; `deterministic` at construction or call.
 
-  Drops the same entries as `flax.linen.Dropout` under the same name and key (so runs keep
-  their random streams), with a backward pass that is faster on XLA:CPU (`ops.dropout`).
+  Drops the same entries as `flax.linen.Dropout` under the same name and key, so that runs keep
+  their random streams; on XLA:CPU through the faster form of `ops._xla_cpu.dropout`.
   """
 
   rate: float

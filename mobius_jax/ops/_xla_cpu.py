@@ -1,7 +1,14 @@
-"""Dropout as a product with a saved scale mask (fast backward on XLA:CPU)."""
+"""Dropout and the bias add, with a faster form for XLA:CPU (private: what the layers use).
+
+Each function chooses its form when the program is lowered (`jax.lax.platform_dependent`), for
+the platform it is lowered for: the CPU form there, the plain form (flax's dropout, `x + b`)
+on every other backend. Both forms give the same values, masks and gradients (tested). The
+measurements behind the CPU forms are in `benchmarks/README.md`.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -17,16 +24,13 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 def dropout(x: Array, rate: float, rng: Array) -> Array:
   """Inverted dropout: zero each entry of `x` `[...]` with probability `rate`, scale the rest.
 
-  Returns `x * m` with `m` = 1 / (1 − rate) where kept, 0 where dropped (`x`'s shape and
-  dtype). The mask is `jax.random.bernoulli(rng, 1 − rate, shape)`'s, as in `flax.linen.Dropout`
-  (so the same key drops the same entries), drawn by `bernoulli`. Where flax selects, this
-  multiplies by a float32 mask that the backward pass reads; with the select, XLA:CPU (jax
-  0.10.2) recomputed the mask from the random bits inside the transposing copies of the weight
-  gradients (4–10 ms per [1024, 512] activation at bert-small, where the copy alone takes under
-  1 ms): a bert-small layer's forward and backward take 150 ms this way, 158 ms with the select.
+  The mask is `jax.random.bernoulli(rng, 1 − rate, x.shape)`'s, as in `flax.linen.Dropout`, so
+  the same key drops the same entries on every backend. On XLA:CPU the kept entries are
+  multiplied by a saved float32 mask, whose bits are drawn in one fused pass (`bernoulli`):
+  XLA:CPU otherwise recomputes the mask inside the weight gradients' transposes.
 
   Args:
-    x: the input, any shape.
+    x: the input, any shape; the output has its shape and dtype.
     rate: the probability of dropping an entry, in [0, 1).
     rng: a PRNG key.
   """
@@ -34,6 +38,20 @@ def dropout(x: Array, rate: float, rng: Array) -> Array:
     raise ValueError(f"dropout rate must be in [0, 1), got {rate}.")
   if rate == 0.0:
     return x
+  return jax.lax.platform_dependent(
+    x,
+    rng,
+    cpu=functools.partial(_cpu_dropout, rate=rate),
+    default=functools.partial(_flax_dropout, rate=rate),
+  )
+
+
+def _flax_dropout(x: Array, rng: Array, *, rate: float) -> Array:
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jax.lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def _cpu_dropout(x: Array, rng: Array, *, rate: float) -> Array:
   keep = bernoulli(rng, 1.0 - rate, x.shape)
   scale = jnp.where(keep, jnp.float32(1.0 / (1.0 - rate)), jnp.float32(0.0))
   return (x * scale).astype(x.dtype)
@@ -66,11 +84,9 @@ def threefry_bits(key_data: Array, size: int) -> Array:
   """`jax.random.bits(key, (size,), jnp.uint32)` for a threefry key's data `[2]`, bit for bit.
 
   JAX (with `jax_threefry_partitionable`, its default) hashes each element's index with
-  threefry-2x32's 20 rounds and XORs the two output words. On the CPU it lowers the rounds as a
-  rolled loop, which carries both `[size]` words through memory five times; written as array
-  ops they fuse into one pass (2× faster for a dropout mask alone; a bert-small train step
-  1.0–1.4 % faster, bert-tiny's 3 %: `benchmarks/README.md`). Indices below 2³², so the high
-  word is 0.
+  threefry-2x32's 20 rounds and XORs the two output words. Its CPU lowering runs the rounds as
+  a rolled loop through memory; written as array ops here, they fuse into one pass. Indices are
+  below 2³², so the high word is 0.
   """
   k0, k1 = key_data[0], key_data[1]
   ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
@@ -84,3 +100,33 @@ def threefry_bits(key_data: Array, size: int) -> Array:
     x0 = x0 + ks[(i + 1) % 3]
     x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
   return x0 ^ x1
+
+
+def add_bias(x: Array, bias: Array) -> Array:
+  """x + bias over the last axis: x `[..., F]`, bias `[F]` → `[..., F]`, x's dtype.
+
+  On XLA:CPU the bias gradient, a sum over all rows, is taken as the product `ones @ dy`
+  (`_cpu_add_bias`): XLA:CPU runs that reduction over a masked LM's logits far slower.
+  """
+  return jax.lax.platform_dependent(
+    x, bias, cpu=_cpu_add_bias, default=lambda x, bias: x + bias.astype(x.dtype)
+  )
+
+
+@jax.custom_vjp
+def _cpu_add_bias(x: Array, bias: Array) -> Array:
+  return x + bias.astype(x.dtype)
+
+
+def _forward(x, bias):
+  return _cpu_add_bias(x, bias), bias
+
+
+def _backward(bias, dy):
+  rows = dy.reshape(-1, dy.shape[-1])
+  ones = jnp.ones(rows.shape[0], rows.dtype)
+  dbias = jnp.dot(ones, rows, preferred_element_type=jnp.float32)
+  return dy, dbias.astype(bias.dtype)
+
+
+_cpu_add_bias.defvjp(_forward, _backward)
