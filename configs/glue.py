@@ -5,9 +5,10 @@ Pass the task after a colon; `init_from` is the pretraining workdir (or "hf:DIR"
   python -m train.main --config configs/glue.py:rte --workdir /tmp/rte \
     --config.init_from=/runs/mobius-bert-base --config.model=mobius_bert-base
 
-`python -m train.glue` runs the whole suite (every task and seed, RTE, MRPC and STS-B from the
-MNLI run) and computes MosaicBERT's GLUE average. Needs the TFDS `glue/<task>` data prepared as
-array_record (`tfds build glue/<task> --file_format=array_record`).
+`configs/glue.py:suite` is the whole suite (every task's config, its seeds, the tasks that start
+from the MNLI run), which `python -m train.glue` runs to compute MosaicBERT's GLUE average.
+Needs the TFDS `glue/<task>` data prepared as array_record (`tfds build glue/<task>
+--file_format=array_record`).
 
 Every value comes from MosaicBERT (github.com/mosaicml/examples, `examples/benchmarks/bert/`):
   * per task (`TASKS`): `src/glue/finetuning_jobs.py`, each task's job class: `lr=…` and
@@ -22,6 +23,8 @@ WNLI is not part of MosaicBERT's suite (no job class), so it has no recipe here.
 """
 
 import dataclasses
+
+import ml_collections
 
 from configs import default
 
@@ -51,7 +54,10 @@ SEEDS |= {"cola": _FIVE[:4], "rte": _FIVE, "mrpc": _FIVE, "stsb": _FIVE}
 FROM_MNLI = ("rte", "mrpc", "stsb")  # fine-tuned from the MNLI run (its first seed)
 
 
-def get_config(task: str = "rte"):
+def get_config(task: str = "rte") -> ml_collections.ConfigDict:
+  """The fine-tuning config of `task`, or with `task="suite"` the whole suite's."""
+  if task == "suite":
+    return suite_config()
   if task not in TASKS:
     raise ValueError(f"{task!r} has no MosaicBERT GLUE recipe; the suite is {tuple(TASKS)}.")
   recipe = TASKS[task]
@@ -79,3 +85,13 @@ def get_config(task: str = "rte"):
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 1
   return config
+
+
+def suite_config() -> ml_collections.ConfigDict:
+  """The suite: `order` (the tasks), `tasks` (each one's config), `seeds`, `from_mnli`."""
+  suite = ml_collections.ConfigDict()
+  suite.order = tuple(TASKS)
+  suite.tasks = ml_collections.ConfigDict({task: get_config(task) for task in TASKS})
+  suite.seeds = ml_collections.ConfigDict(SEEDS)
+  suite.from_mnli = FROM_MNLI
+  return suite

@@ -1,4 +1,4 @@
-"""Trains one model as a config file says.
+"""Trains one model as a config file says (`train.core.loop.train_and_evaluate`).
 
 python -m train.main --config configs/default.py --workdir /tmp/run
 python -m train.main --config configs/default.py --workdir /tmp/run --config.num_train_steps=50
@@ -14,27 +14,18 @@ XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m train.main \
 import json
 
 import jax
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from train import loop, partitioning
+from train import cli
+from train.core import loop
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the summary go.")
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "A configs/*.py file.")
-_COORDINATOR = flags.DEFINE_string(
-  "coordinator_address", None, "HOST:PORT of process 0, to join several processes."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "How many processes join.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 … n − 1.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the summary go.")
 flags.mark_flag_as_required("workdir")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
-  partitioning.join_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+def main():
   summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     print(json.dumps({k: summary[k] for k in ("status", "step", "eval", "tokens_per_second")}))
@@ -43,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from train.datasets import wheels
+from train.data import wheels
 
 _Example = tuple[int, dict[str, Any]]
 _SPLITS = ("train", "validation", "test")

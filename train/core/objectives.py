@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from train import metrics
-from train.tasks import Task
-from train.tokenizer import PAD_ID
+from train.core import metrics
+from train.data.tasks import Task
+from train.data.tokenizer import PAD_ID
 
 
 def max_predictions(rate: float, length: int) -> int:
@@ -55,7 +55,7 @@ def mask_tokens(
   Args:
     input_ids: int `[B, L]`, all below `vocab_size`.
     max_predictions: P, the most positions chosen per row.
-    special_ids: the tokenizer's special token ids (`train.tokenizer.special_ids`).
+    special_ids: the tokenizer's special token ids (`train.data.tokenizer.special_ids`).
     vocab_size: the tokenizer's vocabulary size V (replacements are drawn below it).
 
   Returns:
@@ -140,8 +140,8 @@ class MaskedLMObjective:
     )  # [B, P, V]
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
     # Correct where the label's logit is the largest. Not `argmax(logits) == label`: XLA:CPU
-    # runs argmax over [B, P, V] as a slow two-operand reduction (11 ms of a bert-small step);
-    # the max is the one the cross-entropy takes anyway. A tie counts as correct.
+    # runs argmax over [B, P, V] as a slow two-operand reduction; the max is the one the
+    # cross-entropy takes anyway. A tie counts as correct.
     label_logits = jnp.take_along_axis(logits, batch["labels"][..., None], axis=-1)[..., 0]
     correct = (label_logits >= logits.max(-1)) * weights
     return (losses * weights).sum(), {"count": self.count(batch), "correct": correct.sum(), **sown}

@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from train.objectives import Objective, summarize
+from train.core.objectives import Objective, summarize
 
 
 class TrainState(train_state.TrainState):
-  rng: jax.Array  # base key of the masking and dropout streams; step s uses fold_in(rng, s)
+  # The base key of the masking and dropout streams (step s uses fold_in(rng, s)), as its raw
+  # uint32 data: checkpoints hold plain arrays.
+  rng: jax.Array
 
 
 def init_fn(
@@ -27,21 +29,23 @@ def init_fn(
   """`init(rng) -> TrainState`: the model's parameters from `rng`, and the optimiser's state.
 
   The parameters keep their logical axis names (`nn.Partitioned`); `partitioning.sharded_init`
-  turns them into shardings.
+  turns them into shardings. `rng` is a key (`jax.random.key`).
   """
   ids = jnp.zeros((1, max_len), jnp.int32)
 
   def init(rng):
     params_rng, state_rng = jax.random.split(rng)
     params = model.init(params_rng, ids)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, rng=state_rng)
+    return TrainState.create(
+      apply_fn=model.apply, params=params, tx=optimizer, rng=jax.random.key_data(state_rng)
+    )
 
   return init
 
 
 def abstract_state(model, optimizer, max_len: int) -> TrainState:
   """The state's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), without allocating it."""
-  return nn.meta.unbox(jax.eval_shape(init_fn(model, optimizer, max_len), jax.random.PRNGKey(0)))
+  return nn.meta.unbox(jax.eval_shape(init_fn(model, optimizer, max_len), jax.random.key(0)))
 
 
 def train_step(state: TrainState, batch, rng, *, objective: Objective, accum_steps: int = 1):
@@ -92,7 +96,7 @@ def scaled_loss(objective: Objective, params, batch, rng, scale, **kwargs):
 
   The objective sums over examples; differentiating the sum times 1 / count gives the mean's
   gradient directly (for micro-batches too, count being the whole batch's), with no pass over
-  the gradient tree to divide it (1 % of a bert-small CPU step).
+  the gradient tree to divide it.
   """
   loss_sum, sums = objective.loss(params, batch, rng, train=True, **kwargs)
   return loss_sum * scale, (loss_sum, sums)
@@ -101,10 +105,10 @@ def scaled_loss(objective: Objective, params, batch, rng, scale, **kwargs):
 def all_finite(tree) -> jax.Array:
   """True where every element of every array in `tree` is finite: a bool scalar.
 
-  A NaN or ±inf anywhere makes the arrays' float32 sum NaN or ±inf, so the sum tells. It is one
-  pass over each array where `isfinite(x).all()` takes two on XLA:CPU (a bert-small train step
-  1 % faster). The sum overflows only past 3.4e38, which would report a finite state as
-  non-finite (the safe side) and needs parameters no training reaches.
+  A NaN or ±inf anywhere makes the arrays' float32 sum NaN or ±inf, so the sum tells: one pass
+  over each array, where `isfinite(x).all()` takes two on XLA:CPU. The sum overflows only past
+  3.4e38, which would report a finite state as non-finite (the safe side) and needs parameters
+  no training reaches.
   """
   return jnp.isfinite(sum(jnp.sum(x, dtype=jnp.float32) for x in jax.tree.leaves(tree)))
 

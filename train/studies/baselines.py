@@ -4,7 +4,8 @@
 (sublinear tf) and logistic regression, fitted on the training split, its inverse regularisation
 C chosen on the validation split from a small grid, then scored once on the test split.
 
-  from train import baselines, tasks
+  from train.studies import baselines
+  from train.data import tasks
   print(baselines.classification_baselines(tasks.get_task("polarity")))
 """
 
@@ -18,8 +19,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from train import metrics, tasks
-from train.datasets import data_source
+from train.core import metrics
+from train.data import tasks
+from train.data.offline import data_source
 
 C_GRID = (0.25, 1.0, 4.0, 16.0)
 # Ample: lbfgs takes under 20 iterations on polarity. Not converging raises ConvergenceWarning

