@@ -189,10 +189,13 @@ def classify(m: MapCoefficients, *, tol: float = 1e-5) -> Array:
   Args:
     m: map `(a, b, c, d)` of complex arrays of shape `[...]`.
     tol: tolerance. A map counts as the identity when max(|b|, |c|, |a − d|) ≤ tol · max|entry|,
-      as degenerate when |ad − bc| ≤ tol · max|entry|², as parabolic when |σ − 4| ≤ tol and
-      σ as real when |Im σ| ≤ tol. The matrix is first divided by its largest real or imaginary
-      part, so no product overflows or underflows: scaling the matrix, by 1e-30 or by 1e30,
-      does not change its type.
+      as degenerate when |ad − bc| ≤ tol · max|entry|², as parabolic when |σ − 4| ≤ s and
+      σ as real when |Im σ| ≤ s, where s = max(tol, 16 ε κ): σ's rounding error grows with the
+      matrix's conditioning κ = max|entry|² / |ad − bc| (1 for a rotation; ε is the dtype's
+      machine epsilon), so a badly conditioned map (a conjugate of a simple one by a far from
+      unitary matrix) keeps its type. The matrix is first divided by its largest real or
+      imaginary part, so no product overflows or underflows: scaling the matrix, by 1e-30 or by
+      1e30, does not change its type.
 
   Returns:
     int32 array of shape `[...]`: indices into `MOBIUS_TYPES`.
@@ -208,10 +211,13 @@ def classify(m: MapCoefficients, *, tol: float = 1e-5) -> Array:
   degenerate = jnp.abs(det) <= tol * size**2
   off_identity = jnp.maximum(jnp.maximum(jnp.abs(b), jnp.abs(c)), jnp.abs(a - d))
   identity = off_identity <= tol * size
-  sigma = (a + d) ** 2 / jnp.where(degenerate, 1, det)
-  real = jnp.abs(jnp.imag(sigma)) <= tol
-  parabolic = jnp.abs(sigma - 4) <= tol
-  elliptic = real & (jnp.real(sigma) >= -tol) & (jnp.real(sigma) < 4)
+  det = jnp.where(degenerate, 1, det)
+  sigma = (a + d) ** 2 / det
+  conditioning = size**2 / jnp.abs(det)
+  slack = jnp.maximum(tol, 16 * jnp.finfo(conditioning.dtype).eps * conditioning)
+  real = jnp.abs(jnp.imag(sigma)) <= slack
+  parabolic = jnp.abs(sigma - 4) <= slack
+  elliptic = real & (jnp.real(sigma) >= -slack) & (jnp.real(sigma) < 4)
   hyperbolic = real & (jnp.real(sigma) > 4)
   # The first condition that holds gives the type.
   conditions = {
