@@ -2,7 +2,9 @@
 that name the path.
 
 A write goes to a temporary file in the same folder, then `os.replace` renames it over the
-target: a crash mid-write leaves the old file (or none), never a truncated one.
+target: a crash mid-write leaves the old file (or none), never a truncated one. The file gets
+the mode a plain `open()` would give it (0666 less the umask), so that other users of a shared
+filesystem can read what a run writes, as they read its TensorBoard files.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import json
 import os
 import pathlib
-import tempfile
+import secrets
 from collections.abc import Iterator
 
 
@@ -20,9 +22,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
   """A temporary path beside `path` to write to; renamed to `path` if the block succeeds."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  # The same suffix, for writers that choose the format by it (matplotlib, numpy).
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-  os.close(handle)
+  # The same suffix, for writers that choose the format by it (matplotlib, numpy). Not
+  # `tempfile.mkstemp`, which creates the file 0600 whatever the umask.
+  temporary = path.parent / f".{path.stem}.{secrets.token_hex(6)}{path.suffix}"
+  os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
   try:
     yield pathlib.Path(temporary)
     os.replace(temporary, path)
