@@ -85,14 +85,23 @@ def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> C
   try:
     config = json.loads(config_file.read_text())
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f"{config_file} is no valid JSON ({error}).") from error
+    raise ValueError(
+      f"{config_file} is no valid JSON ({error}): the file is damaged. Download or copy the "
+      "checkpoint folder again."
+    ) from error
   state_dict = None
   if weights:
     try:
       from safetensors.numpy import load_file
     except ImportError as error:
       raise ImportError("Reading model.safetensors needs `pip install safetensors`.") from error
-    state_dict = load_file(str(weights_file))
+    try:
+      state_dict = load_file(str(weights_file))
+    except Exception as error:  # safetensors raises its own SafetensorError, and OSError
+      raise ValueError(
+        f"{weights_file} cannot be read ({type(error).__name__}: {error}): the file is damaged or "
+        "incomplete. Download or copy the checkpoint folder again."
+      ) from error
   vocab_file = directory / "vocab.txt"
   return Checkpoint(directory, config, state_dict, vocab_file if vocab_file.is_file() else None)
 
