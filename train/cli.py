@@ -9,11 +9,13 @@ flags below; JAX detects TPU pods, SLURM and Open MPI by itself).
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Callable, Iterable
 
 from absl import app, flags, logging
 
 from train.core import partitioning
+from train.core.checkpointing import CheckpointWriteError
 
 _COORDINATOR = flags.DEFINE_string(
   "coordinator_address", None, "HOST:PORT of process 0, to join several processes."
@@ -23,7 +25,11 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 
 
 
 def run(main: Callable[[], None]) -> None:
-  """Parses the flags, quietens the libraries' logs, joins the processes, then calls `main()`."""
+  """Parses the flags, quietens the libraries' logs, joins the processes, then calls `main()`.
+
+  A checkpoint that cannot be written ends the command with its one-line explanation (the
+  checkpoints before it are intact) rather than a traceback.
+  """
 
   def start(argv):
     if len(argv) > 1:
@@ -31,7 +37,10 @@ def run(main: Callable[[], None]) -> None:
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # orbax and tfds log much at INFO
     partitioning.join_processes(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    main()
+    try:
+      main()
+    except CheckpointWriteError as error:  # a full disk: what to do, without a traceback
+      sys.exit(f"Error: {error}")
 
   app.run(start)
 

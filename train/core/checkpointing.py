@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import shutil
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from train.core import partitioning
 
@@ -29,6 +32,11 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointUnreadableError(RuntimeError):
   """No checkpoint in the folder can be read."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (a full disk, a quota, an I/O error); the checkpoints
+  saved before it are intact."""
 
 
 def saved_steps(directory: str | pathlib.Path) -> list[int]:
@@ -58,18 +66,60 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: dict, data_state: dict) -> bool:
-    """Saves the state dict and data position at `step`, unless that step is saved already."""
+    """Saves the state dict and data position at `step`, unless that step is saved already.
+
+    Raises:
+      CheckpointWriteError: the folder lacks the space a checkpoint needs (checked first, by
+        every process alike), or orbax failed to write this or the previous checkpoint.
+    """
     if step in (self._last_saved, self.latest_step()):
       return False
-    self._manager.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
-      ),
-      force=True,
-    )
+    self._check_space(step, state)
+    try:
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+        ),
+        force=True,
+      )
+    except Exception as error:  # orbax and tensorstore raise many kinds
+      raise self._write_error(step, error) from error
     self._last_saved = step
     return True
+
+  def _check_space(self, step: int, state: dict) -> None:
+    """Refuses to start a save that cannot fit: before the first checkpoint, the state's
+    arrays' bytes; after it, the newest checkpoint's size on disk."""
+    free, needed = self._space(state)
+    enough = free >= needed
+    if jax.process_count() > 1:  # process 0's view decides, so that all processes agree
+      enough = bool(multihost_utils.broadcast_one_to_all(np.asarray(enough)))
+    if not enough:
+      raise self._write_error(step, None, free=free, needed=needed)
+
+  def _space(self, state: dict) -> tuple[int, int]:
+    """(free bytes in the folder's filesystem, about what one more checkpoint needs)."""
+    free = shutil.disk_usage(self.directory).free
+    steps = saved_steps(self.directory)
+    if steps:
+      newest = self.directory / str(steps[-1])
+      needed = sum(f.stat().st_size for f in newest.rglob("*") if f.is_file())
+    else:
+      needed = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(state))
+    return free, needed
+
+  def _write_error(self, step, error, *, free=None, needed=None) -> CheckpointWriteError:
+    if free is None:
+      free, needed = self._space({})
+    cause = f" ({type(error).__name__}: {str(error)[:300]})" if error is not None else ""
+    return CheckpointWriteError(
+      f"Cannot write the checkpoint of step {step} to {self.directory}{cause}: "
+      f"{free / 2**20:.1f} MiB are free there, and a checkpoint needs about "
+      f"{needed / 2**20:.1f} MiB. The checkpoints saved before are intact, and running the "
+      "same command again resumes from the newest. Free some space, keep fewer checkpoints "
+      "(--config.keep_checkpoints), or train into a --workdir on a larger disk."
+    )
 
   def restore(self, abstract_state: dict, step: int | None = None, *, set_aside: bool = False):
     """(state dict, data_state, step) laid out as `abstract_state`.
@@ -129,8 +179,13 @@ class Checkpointer:
     self._manager.reload()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the last save; raises `CheckpointWriteError` if it failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # the asynchronous save's own error
+      raise self._write_error(self._last_saved, error) from error
+    finally:
+      self._manager.close()
 
 
 def _check_fits(saved, abstract_state, where: pathlib.Path) -> None:
