@@ -29,13 +29,11 @@ flags.mark_flags_as_required(["init_from", "workdir"])
 
 def main():
   suite = _SUITE.value
-  tasks = _TASKS.value
-  glue_suite.check_tasks(suite, tasks or [])
-  result = glue_suite.run_suite(
+  result = glue_suite.run_suite(  # every task's config is checked before the first run
     suite,
     _INIT_FROM.value,
     _WORKDIR.value,
-    tasks=tasks,
+    tasks=_TASKS.value,
     seeds=[int(s) for s in _SEEDS.value] if _SEEDS.value else None,
     overrides=cli.parse_overrides(_OVERRIDE.value),
   )

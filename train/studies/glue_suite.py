@@ -21,7 +21,7 @@ import jax
 import ml_collections
 
 from train import files, markdown
-from train.core import experiment, loop
+from train.core import checks, experiment, loop
 
 # The metrics a task's score averages, as (split, metric): MosaicBERT's `glue.py` takes the mean
 # of every metric a task's evaluator keeps (`finetuning_jobs.py`): both MNLI dev sets' accuracy,
@@ -77,11 +77,21 @@ def task_config(
   return config
 
 
-def check_tasks(suite: ml_collections.ConfigDict, tasks: list[str]) -> None:
-  """Raises `ValueError` naming the tasks that are not in the suite."""
+def check_suite(
+  suite: ml_collections.ConfigDict, init_from: str, tasks: list[str], overrides: dict
+) -> None:
+  """Raises `ValueError` on a task that is not in the suite, or a task config (with the
+  overrides and the starting point's model) that `checks.check_config` refuses: before any run
+  starts."""
   unknown = [t for t in tasks if t not in suite.order]
   if unknown:
     raise ValueError(f"--tasks {unknown}: MosaicBERT's GLUE suite is {tuple(suite.order)}.")
+  for task in tasks:
+    config = task_config(suite, task, suite.seeds[task][0], init_from, overrides)
+    try:
+      checks.check_config(config)
+    except ValueError as error:
+      raise ValueError(f"{task}: {error}") from error
 
 
 def run_suite(
@@ -110,7 +120,7 @@ def run_suite(
   """
   workdir = pathlib.Path(workdir)
   tasks = list(tasks or suite.order)
-  check_tasks(suite, tasks)
+  check_suite(suite, init_from, tasks, overrides or {})
   results, complete = {}, True
   for task in ordered(suite, tasks):
     start = init_from

@@ -20,7 +20,7 @@ import ml_collections
 
 from mobius_jax.models import ModelConfig
 from train import cli
-from train.core import experiment, loop
+from train.core import checks, experiment, loop
 from train.data import tasks
 from train.studies import analysis
 
@@ -131,11 +131,23 @@ def analysis_cells(analysed: dict) -> dict:
   return cells
 
 
+def check_study(study: Study, models: list[Model]) -> None:
+  """Raises `ValueError` on a config of the study that `checks.check_config` refuses (the
+  fine-tuning task among them): before any run starts."""
+  for model in models:
+    for config in configs(study, model, 0, pathlib.Path("workdir")):
+      try:
+        checks.check_config(config)
+      except ValueError as error:
+        raise ValueError(f"--models {model.name!r}, {config.mode}: {error}") from error
+
+
 def run_study(
   study: Study, models: list[Model], seeds: int, workdir: pathlib.Path
 ) -> list[dict] | None:
   """Every model's row for seeds 0 … `seeds` − 1 (runs in WORKDIR/seedS/MODEL/); None when a
-  run was interrupted (calling again resumes it)."""
+  run was interrupted (calling again resumes it). Every config is checked first."""
+  check_study(study, models)
   rows = []
   for seed in range(seeds):
     for model in models:
