@@ -9,22 +9,31 @@ that load on a shared machine hits them alike:
 Each step is `jax.value_and_grad` of a scalar loss with respect to q, k and v, jitted.
 
   python benchmarks/attention.py                   # lengths 128, 512, 2048
-  python benchmarks/attention.py --lengths 128 --repeats 3
+  python benchmarks/attention.py --lengths 128,512 --repeats 3
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
 import statistics
 import time
 
+import common  # first: it puts the repository root on sys.path
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 import mobius_jax as mj
+from train.markdown import table
+
+_LENGTHS = flags.DEFINE_list("lengths", "128,512,2048", "Sequence lengths, comma-separated.")
+_TOKENS = flags.DEFINE_integer("tokens", 4096, "batch × length per step.")
+_HEADS = flags.DEFINE_integer("heads", 4, "Attention heads.")
+_HEAD_DIM = flags.DEFINE_integer("head_dim", 64, "Real head width H.")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls of each step (the median counts).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Inputs' dtype.")
 
 
 def vanilla(q, k, v):
@@ -69,17 +78,10 @@ def time_variants(steps, inputs, repeats):
   return {name: statistics.median(t) for name, t in times.items()}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
-  parser.add_argument("--tokens", type=int, default=4096, help="batch × length per step")
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--head-dim", type=int, default=64, help="real head width H")
-  parser.add_argument("--repeats", type=int, default=10)
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  args = parser.parse_args()
-
-  dtype = jnp.dtype(args.dtype)
+def main(argv):
+  common.start(argv)
+  heads, head_dim, tokens, repeats = _HEADS.value, _HEAD_DIM.value, _TOKENS.value, _REPEATS.value
+  dtype = jnp.dtype(_DTYPE.value)
   steps = {
     "vanilla": make_step(vanilla),
     "möbius fused": make_step(mobius_fused),
@@ -88,30 +90,33 @@ def main():
   print(
     f"# {datetime.date.today()}  jax {jax.__version__}  {jax.devices()[0].device_kind}  "
     f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores  "
-    f"heads {args.heads}, H {args.head_dim} (C {args.head_dim // 2}), {args.dtype}, "
-    f"{args.tokens} tokens per step, median of {args.repeats}"
+    f"heads {heads}, H {head_dim} (C {head_dim // 2}), {_DTYPE.value}, "
+    f"{tokens} tokens per step, median of {repeats}"
   )
-  print(
-    "| length | batch | vanilla ms | möbius fused ms | naive complex64 ms "
-    "| fused / vanilla | naive / fused |"
-  )
-  print("|---:|---:|---:|---:|---:|---:|---:|")
-  for length in args.lengths:
-    batch = max(1, args.tokens // length)
-    real = make_inputs(batch, length, args.heads, args.head_dim, dtype)
-    cplx = make_inputs(batch, length, args.heads, args.head_dim // 2, dtype)
+  header = [
+    *("length", "batch", "vanilla ms", "möbius fused ms", "naive complex64 ms"),
+    *("fused / vanilla", "naive / fused"),
+  ]
+  rows = []
+  for length in (int(n) for n in _LENGTHS.value):
+    batch = max(1, tokens // length)
+    real = make_inputs(batch, length, heads, head_dim, dtype)
+    cplx = make_inputs(batch, length, heads, head_dim // 2, dtype)
     # The naive path needs complex64, so it always gets float32 parts.
     naive = jax.tree.map(lambda x: x.astype(jnp.float32), cplx)
     inputs = {"vanilla": real, "möbius fused": cplx, "naive complex64": naive}
-    t = time_variants(steps, inputs, args.repeats)
+    t = time_variants(steps, inputs, repeats)
     ms = {name: 1e3 * s for name, s in t.items()}
-    print(
-      f"| {length} | {batch} | {ms['vanilla']:.1f} | {ms['möbius fused']:.1f} "
-      f"| {ms['naive complex64']:.1f} | {t['möbius fused'] / t['vanilla']:.2f}× "
-      f"| {t['naive complex64'] / t['möbius fused']:.2f}× |",
-      flush=True,
+    rows.append(
+      [
+        *(str(length), str(batch), f"{ms['vanilla']:.1f}", f"{ms['möbius fused']:.1f}"),
+        *(f"{ms['naive complex64']:.1f}", f"{t['möbius fused'] / t['vanilla']:.2f}×"),
+        f"{t['naive complex64'] / t['möbius fused']:.2f}×",
+      ]
     )
+    common.progress(rows[-1])
+  print(table(header, rows, align="r" * len(header)))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -13,18 +13,25 @@ against the size of one float32 `[B, N, L, L]` score matrix: temp bytes at or ab
 the scores are materialised (as XLA:CPU does).
 
   python benchmarks/attention_layer.py                   # H 768, 12 heads, lengths 128 … 2048
-  python benchmarks/attention_layer.py --lengths 128 --hidden 64 --heads 2 --repeats 1
+  python benchmarks/attention_layer.py --lengths 128,512 --hidden 64 --heads 2 --repeats 1
 """
 
 from __future__ import annotations
 
-import argparse
-
-import common
+import common  # first: it puts the repository root on sys.path
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 from mobius_jax.layers import LayerConfig, MobiusSelfAttention, SelfAttention
+from train.markdown import table
+
+_LENGTHS = flags.DEFINE_list("lengths", "128,512,2048", "Sequence lengths, comma-separated.")
+_TOKENS = flags.DEFINE_integer("tokens", 4096, "batch × length per step.")
+_HIDDEN = flags.DEFINE_integer("hidden", 768, "Vanilla hidden size H.")
+_HEADS = flags.DEFINE_integer("heads", 12, "Attention heads.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls of each step (the median counts).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 
 MIB = 2**20
 
@@ -56,59 +63,44 @@ def make_input(parts: int, batch: int, length: int, width: int, dtype):
   return x[0] if parts == 1 else x
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
-  parser.add_argument("--tokens", type=int, default=4096, help="batch × length per step")
-  parser.add_argument("--hidden", type=int, default=768, help="vanilla hidden size H")
-  parser.add_argument("--heads", type=int, default=12)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  args = parser.parse_args(argv)
-
+def main(argv):
+  common.start(argv)
+  hidden, heads, tokens, repeats = _HIDDEN.value, _HEADS.value, _TOKENS.value, _REPEATS.value
+  dtype = _DTYPE.value
   kinds = ("vanilla", "möbius H/2", "möbius H")
   print(
-    f"# {common.machine()}  H {args.hidden}, {args.heads} heads, {args.dtype}, "
-    f"{args.tokens} tokens per step, median of {args.repeats}"
+    f"# {common.machine()}  H {hidden}, {heads} heads, {dtype}, "
+    f"{tokens} tokens per step, median of {repeats}"
   )
-  print(
-    common.table(
-      [
-        "length",
-        "batch",
-        "vanilla ms",
-        "möbius H/2 ms",
-        "möbius H ms",
-        "H/2 / vanilla",
-        "H / vanilla",
-        "scores MiB",
-        "vanilla temp MiB",
-        "möbius H/2 temp MiB",
-        "möbius H temp MiB",
-      ]
-    )
-  )
-  for length in args.lengths:
-    batch = max(1, args.tokens // length)
+  header = [
+    *("length", "batch", "vanilla ms", "möbius H/2 ms", "möbius H ms"),
+    *("H/2 / vanilla", "H / vanilla", "scores MiB", "vanilla temp MiB"),
+    *("möbius H/2 temp MiB", "möbius H temp MiB"),
+  ]
+  rows = []
+  for length in (int(n) for n in _LENGTHS.value):
+    batch = max(1, tokens // length)
     calls, temp = {}, {}
     for kind in kinds:
-      module, parts = make_layer(kind, args.hidden, args.heads, args.dtype)
-      width = args.hidden // 2 if kind == "möbius H/2" else args.hidden
-      x = make_input(parts, batch, length, width, jnp.dtype(args.dtype))
+      module, parts = make_layer(kind, hidden, heads, dtype)
+      width = hidden // 2 if kind == "möbius H/2" else hidden
+      x = make_input(parts, batch, length, width, jnp.dtype(dtype))
       step, params = make_step(module, x)
       temp[kind] = step.lower(params, x).compile().memory_analysis().temp_size_in_bytes / MIB
       calls[kind] = lambda step=step, params=params, x=x: jax.block_until_ready(step(params, x))
-    t = common.time_interleaved(calls, args.repeats)
+    t = common.time_interleaved(calls, repeats)
     ms = {kind: 1e3 * s for kind, s in t.items()}
-    scores = batch * args.heads * length**2 * 4 / MIB
-    print(
-      f"| {length} | {batch} | {ms['vanilla']:.1f} | {ms['möbius H/2']:.1f} "
-      f"| {ms['möbius H']:.1f} | {t['möbius H/2'] / t['vanilla']:.2f}× "
-      f"| {t['möbius H'] / t['vanilla']:.2f}× | {scores:.0f} | {temp['vanilla']:.0f} "
-      f"| {temp['möbius H/2']:.0f} | {temp['möbius H']:.0f} |",
-      flush=True,
+    scores = batch * heads * length**2 * 4 / MIB
+    rows.append(
+      [
+        *(str(length), str(batch), *(f"{ms[kind]:.1f}" for kind in kinds)),
+        *(f"{t['möbius H/2'] / t['vanilla']:.2f}×", f"{t['möbius H'] / t['vanilla']:.2f}×"),
+        *(f"{scores:.0f}", *(f"{temp[kind]:.0f}" for kind in kinds)),
+      ]
     )
+    common.progress(rows[-1])
+  print(table(header, rows, align="r" * len(header)))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

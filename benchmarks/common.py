@@ -2,6 +2,7 @@
 
 Importing this module puts the repository root on `sys.path`, so that scripts run as
 `python benchmarks/NAME.py` can import `train` and `configs` (which are not installed).
+Each script prints its tables with `train.markdown.table`, once its rows are measured.
 """
 
 from __future__ import annotations
@@ -13,11 +14,23 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from absl import app, flags, logging
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
+
+
+def start(argv: Sequence[str]) -> None:
+  """What each script's `main(argv)` does first, once `app.run` has parsed the flags: no stray
+  arguments; and absl's log at WARNING unless --verbosity is given (app.run would make it INFO,
+  which prints jax's and the profiler's INFO lines)."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -47,6 +60,7 @@ def machine() -> str:
   )
 
 
-def table(header: list[str], align: str = "---:") -> str:
-  """The first two lines of a markdown table."""
-  return f"| {' | '.join(header)} |\n|{'|'.join([align] * len(header))}|"
+def progress(cells: Sequence[str]) -> None:
+  """Prints a table row as soon as it is measured, as a comment line (`# a | b | c`); the
+  table itself is printed once, at the end."""
+  print("# " + " | ".join(cells), flush=True)

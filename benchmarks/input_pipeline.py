@@ -2,7 +2,7 @@
 
 A pod host feeds its chips from its own CPU cores: one JAX process per host reads, tokenises and
 batches its share of every global batch. This measures, on this machine, the pipelines of
-`train.input_pipeline` as the training loop runs them (a grain dataset read through
+`train.data.input_pipeline` as the training loop runs them (a grain dataset read through
 `grain.ReadOptions` threads):
 
 - **C4 streaming** (as `pretraining_data` reads C4: each global batch's documents tokenised
@@ -23,7 +23,7 @@ Each figure is row tokens (`B × L`: what the chips compute on) per second of wa
 second of this process's CPU time (all threads: `time.process_time`), the per-core rate. The
 consumption of a TPU v4 host (4 chips, 275 bf16 TFLOP/s each, at 50 % MFU) comes from XLA's
 FLOP count of our bf16 train step of `bert-base` and `mobius_bert-base` at 128 tokens per row
-(`pod.compile_step`, one device), divided by the row tokens of the step.
+(`steps.compile_step`, one device), divided by the row tokens of the step.
 
   python benchmarks/input_pipeline.py                 # about 3 minutes
   python benchmarks/input_pipeline.py --batches 4 --presets bert-tiny   # a smoke run
@@ -31,7 +31,6 @@ FLOP count of our bf16 train step of `bert-base` and `mobius_bert-base` at 128 t
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 
@@ -39,10 +38,21 @@ import common  # first: it puts the repository root on sys.path
 import grain
 import jax
 import numpy as np
-import pod
+import steps
+from absl import app, flags
 
 from mobius_jax.sharding import make_mesh
-from train import datasets, input_pipeline, tasks, tokenizer
+from train.data import input_pipeline, offline, tasks, tokenizer
+from train.markdown import table
+
+_BATCH = flags.DEFINE_integer("batch", 256, "Rows per batch.")
+_BATCHES = flags.DEFINE_integer("batches", 40, "Batches read per measurement.")
+_MAX_LEN = flags.DEFINE_integer("max_len", 128, "Tokens per row.")
+_PARAGRAPHS = flags.DEFINE_integer("paragraphs", 4, "WikiText-2 paragraphs per stand-in doc.")
+_THREADS = flags.DEFINE_list("threads", "1,2", "grain reader threads, comma-separated.")
+_PRESETS = flags.DEFINE_list(
+  "presets", "bert-base,mobius_bert-base", "Models whose step a TPU v4 host must feed."
+)
 
 HOST_CHIPS, CHIP_PEAK_TFLOPS, MFU = 4, 275.0, 0.5  # TPU v4 (pod.SYSTEMS names the source)
 
@@ -50,7 +60,7 @@ HOST_CHIPS, CHIP_PEAK_TFLOPS, MFU = 4, 275.0, 0.5  # TPU v4 (pod.SYSTEMS names t
 def documents(paragraphs: int) -> list[str]:
   """WikiText-2's training paragraphs, joined `paragraphs` at a time."""
   corpus = tasks.get_corpus("wikitext2")
-  source = datasets.data_source(corpus.dataset, corpus.train_split, None, True)
+  source = offline.data_source(corpus.dataset, corpus.train_split, None, True)
   texts = list(corpus.texts(source))
   return [" ".join(texts[i : i + paragraphs]) for i in range(0, len(texts), paragraphs)]
 
@@ -113,28 +123,24 @@ def once(build) -> tuple[float, float, object]:
   return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def row(name: str, threads: str, wall: float, cpu: float, tokens: int, need: dict) -> str:
+def row(name: str, threads: str, wall: float, cpu: float, tokens: int, need: dict) -> list[str]:
+  """A row of the table, printed at once as a progress line."""
   per_core = tokens / cpu
   cells = [name, threads, f"{tokens / wall:,.0f}", f"{per_core:,.0f}"]
   cells += [f"{rate / per_core:.1f}" for rate in need.values()]
-  return "| " + " | ".join(cells) + " |"
+  common.progress(cells)
+  return cells
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch", type=int, default=256, help="rows per batch")
-  parser.add_argument("--batches", type=int, default=40)
-  parser.add_argument("--max_len", type=int, default=128)
-  parser.add_argument("--paragraphs", type=int, default=4, help="WikiText-2 paragraphs per doc")
-  parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-  parser.add_argument("--presets", nargs="*", default=["bert-base", "mobius_bert-base"])
-  args = parser.parse_args(argv)
+def main(argv):
+  common.start(argv)
+  batch_size, count, max_len = _BATCH.value, _BATCHES.value, _MAX_LEN.value
   print(f"# {common.machine()}")
 
   need = {}  # row tokens / s one TPU v4 host consumes
-  for preset in args.presets:
+  for preset in _PRESETS.value:
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    step = pod.compile_step(preset, mesh, 8, 128, "bfloat16")
+    step = steps.compile_step(preset, mesh, 8, 128, "bfloat16")
     per_token = step["flops"] / (8 * 128)
     need[preset] = HOST_CHIPS * CHIP_PEAK_TFLOPS * 1e12 * MFU / per_token
     print(
@@ -144,7 +150,7 @@ def main(argv=None):
 
   corpus = tasks.get_corpus("wikitext2")
   bert_vocab = tokenizer.load_tokenizer(corpus=corpus, vocab_size=30522)
-  texts = documents(args.paragraphs)
+  texts = documents(_PARAGRAPHS.value)
   print(f"# {len(texts)} stand-in documents of {np.mean([len(t) for t in texts]):,.0f} chars")
   # One long call each, so that the GIL's switching between calls does not blur the answer.
   sample = texts[:512]
@@ -156,39 +162,39 @@ def main(argv=None):
       f"# during one {name} call a Python thread keeps {python_pace_during(call):.0%} of its pace"
     )
   header = ["pipeline", "threads", "tokens/s", "tokens/s per core"]
-  print("\n" + common.table(header + [f"cores for a v4 host, {p}" for p in need]))
+  header += [f"cores for a v4 host, {p}" for p in need]
+  rows = []
   for cut in (False, True):
-    rows = one_at_a_time(texts, bert_vocab, args.max_len, cut)
-    batches = input_pipeline.training_dataset(rows, args.batch, seed=0, encode=stack)
+    docs = one_at_a_time(texts, bert_vocab, max_len, cut)
+    batches = input_pipeline.training_dataset(docs, batch_size, seed=0, encode=stack)
     name = "C4 streaming, one document at a time" + (", cut first" if cut else ", whole")
-    for threads in args.threads:
-      print(row(name, str(threads), *measure(batches, args.batches, threads), need), flush=True)
+    for threads in _THREADS.value:
+      rows.append(row(name, threads, *measure(batches, count, int(threads)), need))
   batches = input_pipeline.training_dataset(
     grain.MapDataset.source(texts),
-    args.batch,
+    batch_size,
     seed=0,
-    encode=lambda docs: {"input_ids": input_pipeline.document_rows(bert_vocab, docs, args.max_len)},
+    encode=lambda docs: {"input_ids": input_pipeline.document_rows(bert_vocab, docs, max_len)},
   )
-  print(row("C4 streaming", "1 + Rust", *measure(batches, args.batches, 1), need), flush=True)
+  rows.append(row("C4 streaming", "1 + Rust", *measure(batches, count, 1), need))
 
   main_vocab = tokenizer.load_tokenizer(corpus=corpus, vocab_size=8192)
-  wall, cpu, rows = once(
-    lambda: input_pipeline.pretraining_rows(
-      corpus, corpus.train_split, main_vocab, args.max_len, True
-    )
+  wall, cpu, packed = once(
+    lambda: input_pipeline.pretraining_rows(corpus, corpus.train_split, main_vocab, max_len, True)
   )
-  print(row("WikiText-2: tokenise once and pack", "Rust", wall, cpu, rows.size, need))
-  batches = input_pipeline.training_dataset({"input_ids": rows}, args.batch, seed=0)
-  print(row("WikiText-2: batches of packed rows", "1", *measure(batches, args.batches, 1), need))
+  rows.append(row("WikiText-2: tokenise once and pack", "Rust", wall, cpu, packed.size, need))
+  batches = input_pipeline.training_dataset({"input_ids": packed}, batch_size, seed=0)
+  rows.append(row("WikiText-2: batches of packed rows", "1", *measure(batches, count, 1), need))
 
   task = tasks.get_task("polarity")
   wall, cpu, arrays = once(
-    lambda: input_pipeline.finetuning_arrays(task, task.train_split, main_vocab, args.max_len)
+    lambda: input_pipeline.finetuning_arrays(task, task.train_split, main_vocab, max_len)
   )
-  print(row("polarity: tokenise once", "Rust", wall, cpu, arrays["input_ids"].size, need))
-  batches = input_pipeline.training_dataset(arrays, args.batch, seed=0, buckets=(32, 64))
-  print(row("polarity: bucketed batches", "1", *measure(batches, args.batches, 1), need))
+  rows.append(row("polarity: tokenise once", "Rust", wall, cpu, arrays["input_ids"].size, need))
+  batches = input_pipeline.training_dataset(arrays, batch_size, seed=0, buckets=(32, 64))
+  rows.append(row("polarity: bucketed batches", "1", *measure(batches, count, 1), need))
+  print("\n" + table(header, rows, align="ll" + "r" * (len(header) - 2)))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -22,7 +22,6 @@ shares are of the sum.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
@@ -32,7 +31,17 @@ import tempfile
 
 import common  # first: it puts the repository root on sys.path
 import jax
-import train_step
+import steps
+from absl import app, flags
+
+from mobius_jax.sharding import make_mesh
+from train.markdown import table
+
+_SIZE = flags.DEFINE_string("size", "small", "Model size: the preset bert-SIZE (or its variant).")
+_VARIANT = flags.DEFINE_enum("variant", "bert", steps.VARIANTS, "Which step of train_step.py.")
+_BATCH = flags.DEFINE_integer("batch", 8, "Rows per step.")
+_LENGTH = flags.DEFINE_integer("length", 128, "Tokens per row.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Steps traced.")
 
 KINDS = (
   "matmul, encoder",
@@ -99,27 +108,23 @@ def profile(runner, steps: int) -> dict[str, float]:
   return by_kind
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--size", default="small")
-  parser.add_argument("--variant", default="bert", choices=train_step.VARIANTS)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--length", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=3)
-  args = parser.parse_args(argv)
-
-  mesh = train_step.make_mesh(1, 1, 1, devices=jax.devices()[:1])
-  batch = jax.device_put(train_step.random_batch(args.batch, args.length))
-  step, state, _ = train_step.build(args.variant, args.size, args.length, mesh)
-  runner, _ = train_step.compile_runner(step, state, batch, mesh)
-  by_kind = profile(runner, args.steps)
+def main(argv):
+  common.start(argv)
+  mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  batch = jax.device_put(steps.random_batch(_BATCH.value, _LENGTH.value))
+  step, state, _ = steps.build(_VARIANT.value, _SIZE.value, _LENGTH.value, mesh)
+  runner, _ = steps.compile_runner(step, state, batch, mesh)
+  by_kind = profile(runner, _STEPS.value)
   total = sum(by_kind.values())
-  print(f"# {common.machine()}  {args.variant}-{args.size}, batch {args.batch} × {args.length}")
-  print(common.table(["kind of work", "ms per step", "share"], align="---"))
-  for kind, seconds in by_kind.items():
-    print(f"| {kind} | {1e3 * seconds:.0f} | {seconds / total:.0%} |")
-  print(f"| all ops (overlapping) | {1e3 * total:.0f} | 100% |")
+  print(
+    f"# {common.machine()}  {_VARIANT.value}-{_SIZE.value}, batch {_BATCH.value} × {_LENGTH.value}"
+  )
+  rows = [
+    [kind, f"{1e3 * seconds:.0f}", f"{seconds / total:.0%}"] for kind, seconds in by_kind.items()
+  ]
+  rows.append(["all ops (overlapping)", f"{1e3 * total:.0f}", "100%"])
+  print(table(["kind of work", "ms per step", "share"], rows))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -10,7 +10,7 @@ Fake CPU devices (`--xla_force_host_platform_device_count`) all share the machin
 this measures the cost of partitioning (collectives, resharding, smaller kernels), not scaling.
 
   python benchmarks/scaling.py
-  python benchmarks/scaling.py --models bert-tiny --devices 1 2 --shardings data --repeats 1
+  python benchmarks/scaling.py --models bert-tiny --devices 1,2 --shardings data --repeats 1
 """
 
 import os
@@ -20,57 +20,58 @@ os.environ["XLA_FLAGS"] = " ".join(
   [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]
 ).strip()
 
-import argparse
-
 import common
 import jax
-import train_step
+import steps
+from absl import app, flags
 
 from mobius_jax.sharding import make_mesh
-from train import partitioning
+from train.core import partitioning
+from train.markdown import table
 
-# Vocabulary rounded up to a multiple of 64 (as the training loop does), so that the tensor
-# axis splits the word table evenly.
-VOCAB = 30_528
+_MODELS = flags.DEFINE_list("models", "bert-mini,mobius_bert-mini", "Model presets.")
+_SHARDINGS = flags.DEFINE_list("shardings", "data,fsdp,tensor", "Mesh axes, one at a time.")
+_DEVICES = flags.DEFINE_list(
+  "devices", "1,2,4,8", "Device counts (at most 8); the first is the base."
+)
+_BATCH = flags.DEFINE_integer("batch", 8, "Rows per step.")
+_LENGTH = flags.DEFINE_integer("length", 128, "Tokens per row.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls of each step (the median counts).")
+
+VOCAB = steps.PADDED_VOCAB  # a multiple of 64: the tensor axis splits the word table evenly
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--models", nargs="+", default=["bert-mini", "mobius_bert-mini"])
-  parser.add_argument("--shardings", nargs="+", default=["data", "fsdp", "tensor"])
-  parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--length", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args(argv)
-
+def main(argv):
+  common.start(argv)
+  devices, repeats, length = [int(n) for n in _DEVICES.value], _REPEATS.value, _LENGTH.value
   print(
-    f"# {common.machine()}, {len(jax.devices())} fake devices  float32, batch {args.batch} × "
-    f"length {args.length}, vocabulary {VOCAB}, median of {args.repeats}; |Δloss|: largest "
-    f"over the {args.repeats + 1} steps against 1 device"
+    f"# {common.machine()}, {len(jax.devices())} fake devices  float32, batch {_BATCH.value} × "
+    f"length {length}, vocabulary {VOCAB}, median of {repeats}; |Δloss|: largest "
+    f"over the {repeats + 1} steps against 1 device"
   )
-  print(common.table(["model", "sharding", "devices", "step ms", "÷ 1 device", "max |Δloss|"]))
-  batch = train_step.random_batch(args.batch, args.length)
-  for preset in args.models:
-    for sharding in args.shardings:
+  rows = []
+  batch = steps.random_batch(_BATCH.value, length)
+  for preset in _MODELS.value:
+    for sharding in _SHARDINGS.value:
       runners = {}
-      for n in args.devices:
+      for n in devices:
         mesh = make_mesh(**{"data": 1, sharding: n}, devices=jax.devices()[:n])
-        step, state, _ = train_step.our_step(preset, args.length, mesh, vocab_size=VOCAB)
+        step, state, _ = steps.our_step(preset, length, mesh, vocab_size=VOCAB)
         sharded = jax.device_put(batch, partitioning.batch_sharding(mesh))
-        runners[n], _ = train_step.compile_runner(step, state, sharded, mesh)
-      t = common.time_interleaved(runners, args.repeats)
-      base = args.devices[0]
+        runners[n], _ = steps.compile_runner(step, state, sharded, mesh)
+      t = common.time_interleaved(runners, repeats)
+      base = devices[0]
       for n, runner in runners.items():
         diff = max(
           abs(float(a) - float(b)) for a, b in zip(runner.losses, runners[base].losses, strict=True)
         )
-        print(
-          f"| {preset} | {sharding} | {n} | {1e3 * t[n]:.1f} | {t[n] / t[base]:.2f}× "
-          f"| {diff:.1e} |",
-          flush=True,
+        rows.append(
+          [preset, sharding, str(n), f"{1e3 * t[n]:.1f}", f"{t[n] / t[base]:.2f}×", f"{diff:.1e}"]
         )
+        common.progress(rows[-1])
+  header = ["model", "sharding", "devices", "step ms", "÷ 1 device", "max |Δloss|"]
+  print(table(header, rows, align="llrrrr"))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)
