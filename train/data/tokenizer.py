@@ -5,6 +5,7 @@ Every vocabulary we build or load holds `SPECIAL_TOKENS`, with [PAD] = 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 
@@ -18,7 +19,7 @@ from tokenizers import (
   trainers,
 )
 
-from train import files
+from train import files, locks
 from train.data import offline, wheels
 from train.data.tasks import Corpus
 
@@ -88,7 +89,8 @@ def load_tokenizer(
   data_dir: str | None = None,
   cache_dir: str | pathlib.Path | None = None,
 ) -> Tokenizer:
-  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`).
+  """The `vocab_file`'s tokenizer, or one trained on `corpus` (cached in `cache_dir`; processes
+  sharing the cache train it once).
 
   `train_examples` > 0 trains on the first that many examples only (for large corpora).
   """
@@ -100,10 +102,21 @@ def load_tokenizer(
   casing = "uncased" if lowercase else "cased"
   path = cache / f"{corpus.name}-{train_examples or 'all'}-wordpiece-{vocab_size}-{casing}.json"
   if path.exists():
-    try:
+    with contextlib.suppress(ValueError):  # unreadable: rebuilt below, with the lock held
       return read_tokenizer(path)
-    except ValueError as error:  # a truncated cache is rebuilt
-      logging.warning("%s; training the vocabulary again.", error)
+  # Processes that need the same vocabulary at once take turns: the first trains it, the others
+  # read it (WordPiece training breaks ties differently each time, so two would differ).
+  with locks.cache_lock(path.with_name(path.name + ".lock"), f"the tokenizer {path.name}"):
+    if path.exists():  # again after the wait: the process waited for may have written it
+      try:
+        return read_tokenizer(path)
+      except ValueError as error:  # a truncated cache is rebuilt
+        logging.warning("%s; training the vocabulary again.", error)
+    return _train_tokenizer(path, corpus, vocab_size, train_examples, lowercase, data_dir)
+
+
+def _train_tokenizer(path, corpus, vocab_size, train_examples, lowercase, data_dir) -> Tokenizer:
+  """A WordPiece vocabulary trained on `corpus`, written to `path`."""
   source = offline.data_source(corpus.dataset, corpus.train_split, data_dir, corpus.offline)
   trainer = trainers.WordPieceTrainer(
     vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False

