@@ -29,8 +29,9 @@ from mobius_jax.sharding import use_mesh
 from train import files
 from train.core import checks, evaluation, experiment, metrics, partitioning
 from train.core import state as train_state
-from train.core.checkpointing import Checkpointer, saved_steps
+from train.core.checkpointing import Checkpointer, CheckpointWriteError, saved_steps
 from train.core.signals import StopVote
+from train.core.workdir import hold as hold_workdir
 from train.data import input_pipeline
 
 
@@ -45,12 +46,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   position, RNG) if its saved config agrees (`checks.check_resume`). SIGTERM or SIGINT on any
   process saves a checkpoint and returns early (summary status "interrupted"). A non-finite
   step raises `NonFiniteLossError` and is never saved. `num_train_steps=0` only evaluates. The
-  summary is also written to `workdir/summary.json`.
+  summary is also written to `workdir/summary.json`. While it runs, the run holds `workdir`: a
+  second run there raises `workdir.WorkdirInUseError` at once, naming this one.
   """
   started = time.perf_counter()
   checks.check_config(config)
   workdir = checks.check_workdir(workdir)
-  with StopVote() as stop:
+  # One run per workdir: a second one stops here, naming this one (`train.core.workdir`).
+  with hold_workdir(workdir), StopVote() as stop:
     return _run(config, workdir, stop, started)
 
 
@@ -68,13 +71,19 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   )
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
   writer = metrics.MetricWriter(workdir, enabled=primary)
+  progress = _Progress(history=[])
   try:
-    state, data_state = _first_state(ex, state, state_sharding, checkpointer)
-    earlier = _earlier_summary(workdir / "summary.json", int(state.step))
-    steps = _Steps.compile(ex, state_sharding)
-    state, progress = _train(ex, steps, state, data_state, checkpointer, writer, stop, earlier)
-  finally:
-    checkpointer.close()
+    try:
+      state, data_state = _first_state(ex, state, state_sharding, checkpointer)
+      earlier = _earlier_summary(workdir / "summary.json", int(state.step))
+      progress.history = earlier.get("train", [])
+      steps = _Steps.compile(ex, state_sharding)
+      state = _train(ex, steps, state, data_state, checkpointer, writer, stop, progress)
+    finally:
+      checkpointer.close()
+  except CheckpointWriteError as error:
+    _record_failure(writer, ex, error, progress)
+    raise
   results = {}
   if progress.status == "completed":
     results = _evaluate_splits(ex, steps, state)
@@ -103,6 +112,17 @@ def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   return summary
 
 
+def _record_failure(writer, ex: experiment.Experiment, error, progress: _Progress) -> None:
+  """summary.json with status "failed", the error and the curve so far, where it can still be
+  written."""
+  summary = {"status": "failed", "mode": ex.config.mode, "model": ex.config.model, "task": ex.name}
+  try:
+    writer.write_summary({**summary, "error": str(error), "train": progress.history})
+  except OSError as write_error:
+    logging.warning("summary.json could not be written either (%s).", write_error)
+  writer.close()
+
+
 @dataclasses.dataclass
 class _Progress:
   """What the training steps leave for the summary."""
@@ -114,13 +134,14 @@ class _Progress:
   tokens_per_second: float | None = None  # of the steps after the first; None without any
 
 
-def _train(ex, steps, state, data_state, checkpointer, writer, stop, earlier) -> tuple:
+def _train(ex, steps, state, data_state, checkpointer, writer, stop, progress: _Progress):
   """Runs the train steps from the state's step to `num_train_steps`: logs, checks finiteness,
-  saves on the config's cadence, stops after a signal. Returns (state, `_Progress`)."""
+  saves on the config's cadence, stops after a signal. Returns the state; what the summary
+  needs goes into `progress`."""
   config, primary = ex.config, jax.process_index() == 0
   start_step = int(state.step)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
-  progress, unchecked = _Progress(history=earlier.get("train", [])), []
+  unchecked = []
   bar = tqdm(
     total=config.num_train_steps,
     initial=start_step,
@@ -162,7 +183,7 @@ def _train(ex, steps, state, data_state, checkpointer, writer, stop, earlier) ->
     elapsed = time.perf_counter() - progress.timed[0]
     timed_steps = int(state.step) - progress.timed[1]
     progress.tokens_per_second = ex.data.tokens_per_batch * timed_steps / elapsed
-  return state, progress
+  return state
 
 
 def _log(step: int, step_metrics: dict, progress: _Progress, writer, bar, ex) -> None:
