@@ -57,30 +57,68 @@ _IGNORED_PREFIXES = (
 class Checkpoint:
   """A Hugging Face checkpoint folder, as `load_checkpoint` reads it."""
 
-  directory: pathlib.Path
+  directory: pathlib.Path  # the folder of config.json and the weights
   config: dict  # config.json
   state_dict: dict[str, np.ndarray] | None  # model.safetensors; None when weights were not read
   vocab_file: pathlib.Path | None  # vocab.txt, where the folder has one
+  tokenizer_file: pathlib.Path | None = None  # tokenizer.json (HF `tokenizers`), where it has one
+
+
+# Weights in formats this package does not read (they would need torch, TensorFlow or msgpack).
+_OTHER_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
+
+
+def model_folder(directory: str | pathlib.Path) -> pathlib.Path:
+  """The folder of a checkpoint's config.json and weights: `directory` itself, or in a
+  sentence-transformers folder the Transformer module's folder that its modules.json names."""
+  directory = pathlib.Path(directory)
+  modules = directory / "modules.json"
+  if (directory / "config.json").is_file() or not modules.is_file():
+    return directory
+  try:
+    entries = json.loads(modules.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(
+      f"{modules} is no valid JSON ({error}): the file is damaged. Download or copy the "
+      "checkpoint folder again."
+    ) from error
+  paths = [e.get("path", "") for e in entries if e.get("type", "").endswith(".Transformer")]
+  return directory / paths[0] if paths else directory
 
 
 def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> Checkpoint:
-  """Reads a HF BERT / RoFormer folder: `config.json`, `model.safetensors`, optional `vocab.txt`.
+  """Reads a HF BERT / RoFormer folder: `config.json`, `model.safetensors`, and the tokenizer's
+  `vocab.txt` and / or `tokenizer.json` where it has them.
+
+  The folder is one that `save_pretrained` wrote, or a sentence-transformers model (the
+  Transformer module's files at its root or in the folder its modules.json names). Its state
+  dict may have the `bert.` / `roformer.` prefix or not, task heads or none.
 
   Args:
-    directory: the folder (as `save_pretrained` writes it).
+    directory: the folder.
     weights: read `model.safetensors` too (False: only the config, e.g. to build the model).
 
   Raises:
-    FileNotFoundError: a file the folder must hold is missing (the message names it).
+    FileNotFoundError: a file the folder must hold is missing (the message names it, and what
+      to do where the weights are in another format).
+    ValueError: a file is damaged (the message names it).
   """
-  directory = pathlib.Path(directory)
+  directory = model_folder(directory)
   config_file, weights_file = directory / "config.json", directory / "model.safetensors"
   needed = [config_file, weights_file] if weights else [config_file]
   missing = [path.name for path in needed if not path.is_file()]
   if missing:
+    others = [name for name in _OTHER_WEIGHTS if (directory / name).exists()]
+    hint = (
+      f"Its weights are in {others[0]}, which this package does not read: convert them to "
+      "safetensors (in transformers, `AutoModel.from_pretrained(DIR).save_pretrained(DIR, "
+      "safe_serialization=True)`)."
+      if others and "model.safetensors" in missing
+      else "Give a folder that `save_pretrained` wrote (config.json, model.safetensors, and "
+      "vocab.txt or tokenizer.json)."
+    )
     raise FileNotFoundError(
-      f"{directory} is no Hugging Face checkpoint folder: it lacks {', '.join(missing)}. Give "
-      "a folder that `save_pretrained` wrote (config.json, model.safetensors, vocab.txt)."
+      f"{directory} is no Hugging Face checkpoint folder: it lacks {', '.join(missing)}. {hint}"
     )
   try:
     config = json.loads(config_file.read_text())
@@ -89,21 +127,29 @@ def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> C
       f"{config_file} is no valid JSON ({error}): the file is damaged. Download or copy the "
       "checkpoint folder again."
     ) from error
-  state_dict = None
-  if weights:
-    try:
-      from safetensors.numpy import load_file
-    except ImportError as error:
-      raise ImportError("Reading model.safetensors needs `pip install safetensors`.") from error
-    try:
-      state_dict = load_file(str(weights_file))
-    except Exception as error:  # safetensors raises its own SafetensorError, and OSError
-      raise ValueError(
-        f"{weights_file} cannot be read ({type(error).__name__}: {error}): the file is damaged or "
-        "incomplete. Download or copy the checkpoint folder again."
-      ) from error
-  vocab_file = directory / "vocab.txt"
-  return Checkpoint(directory, config, state_dict, vocab_file if vocab_file.is_file() else None)
+  state_dict = _read_weights(weights_file) if weights else None
+  vocab_file, tokenizer_file = directory / "vocab.txt", directory / "tokenizer.json"
+  return Checkpoint(
+    directory,
+    config,
+    state_dict,
+    vocab_file if vocab_file.is_file() else None,
+    tokenizer_file if tokenizer_file.is_file() else None,
+  )
+
+
+def _read_weights(weights_file: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    from safetensors.numpy import load_file
+  except ImportError as error:
+    raise ImportError("Reading model.safetensors needs `pip install safetensors`.") from error
+  try:
+    return load_file(str(weights_file))
+  except Exception as error:  # safetensors raises its own SafetensorError, and OSError
+    raise ValueError(
+      f"{weights_file} cannot be read ({type(error).__name__}: {error}): the file is damaged or "
+      "incomplete. Download or copy the checkpoint folder again."
+    ) from error
 
 
 def config_from_hf(hf_config: Mapping, **overrides) -> ModelConfig:

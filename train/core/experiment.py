@@ -83,13 +83,15 @@ def _new_tokenizer(config: ml_collections.ConfigDict) -> tokenizer.Tokenizer:
   source = parse_init_from(config.init_from)
   if config.mode == "finetune" and source and source[0] == "hf":
     checkpoint = hf.load_checkpoint(source[1], weights=False)
-    if checkpoint.vocab_file is None:
-      raise FileNotFoundError(
-        f"init_from={config.init_from!r} has no vocab.txt: put the checkpoint's vocabulary "
-        "beside its config.json."
+    if checkpoint.vocab_file is not None:
+      return tokenizer.bert_tokenizer(
+        str(checkpoint.vocab_file), lowercase=config.tokenizer.lowercase
       )
-    return tokenizer.bert_tokenizer(
-      str(checkpoint.vocab_file), lowercase=config.tokenizer.lowercase
+    if checkpoint.tokenizer_file is not None:
+      return tokenizer.hub_tokenizer(checkpoint.tokenizer_file)
+    raise FileNotFoundError(
+      f"init_from={config.init_from!r} has neither vocab.txt nor tokenizer.json: put the "
+      f"checkpoint's tokenizer beside its config.json (in {checkpoint.directory})."
     )
   if config.mode == "finetune" and source:
     return tokenizer.read_tokenizer(source[1] / "tokenizer.json")

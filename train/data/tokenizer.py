@@ -31,6 +31,7 @@ __all__ = [
   "SPECIAL_TOKENS",
   "Tokenizer",
   "bert_tokenizer",
+  "hub_tokenizer",
   "load_tokenizer",
   "read_tokenizer",
   "special_ids",
@@ -56,6 +57,26 @@ def read_tokenizer(path: str | pathlib.Path) -> Tokenizer:
     raise ValueError(
       f"The tokenizer {path} cannot be read ({error}). Restore it, or remove it and rerun."
     ) from error
+
+
+def hub_tokenizer(path: str | pathlib.Path) -> Tokenizer:
+  """A Hugging Face folder's `tokenizer.json` as the pipeline uses tokenizers: without the
+  truncation and padding it may carry (the pipeline sets its own per use), checked to hold
+  `SPECIAL_TOKENS` with [PAD] = 0.
+
+  Raises:
+    ValueError: the file is damaged, or lacks a special token (both name the file).
+  """
+  tokenizer = read_tokenizer(path)
+  tokenizer.no_truncation()
+  tokenizer.no_padding()
+  ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+  if None in ids.values() or ids["[PAD]"] != PAD_ID:
+    raise ValueError(
+      f"The tokenizer {path} must hold {SPECIAL_TOKENS} with [PAD] = 0 (BERT's); it has {ids}. "
+      "Give a BERT-style checkpoint, or put its vocab.txt beside the tokenizer.json."
+    )
+  return tokenizer
 
 
 def bert_tokenizer(vocab: dict[str, int] | str, *, lowercase: bool = True) -> Tokenizer:
