@@ -63,6 +63,11 @@ class ModelConfig(LayerConfig):
   # None: on for RoFormer, off for BERT (True on BERT gives a BERT with rotary positions).
   rotary: bool | None = None
   mobius_embeddings: MobiusEmbeddings = "stream"  # or "split" (see above)
+  # A learned per-dimension gate `imag_gate` on the imaginary channel where a Möbius layer
+  # takes it from the real side (the position encoding, or the first layer's input), starting
+  # at 0: the channel starts silent and grows under training. What function-preserving
+  # upcycling (`hf.upcycle(..., form="preserving")`) uses.
+  mobius_imag_gate: bool = False
 
   def __post_init__(self):
     if self.rotary is None:

@@ -16,6 +16,7 @@ A checkpoint is a state dict: PyTorch parameter names → arrays, as `model.stat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 from collections.abc import Mapping
@@ -250,18 +251,32 @@ def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -
   return state
 
 
+UPCYCLE_FORMS = ("copied", "preserving")
+
+
 def upcycle(
   state_dict: Mapping[str, np.ndarray],
   hf_config: Mapping,
   *,
   layout: str = "framed",
   source_layers: list[int] | None = None,
+  form: str = "copied",
   **overrides,
 ) -> tuple[ModelConfig, dict]:
   """A Möbius model initialised from a pretrained HF BERT / RoFormer checkpoint.
 
-  Vanilla layers, embeddings and heads take the checkpoint's weights unchanged. Each Möbius
-  layer starts from its source layer: both channels' LayerNorms and feed-forward blocks are
+  `form="preserving"` (BERT checkpoints) gives a model that computes the checkpoint's outputs
+  at initialisation, while every Möbius coefficient has a gradient: the imaginary channel a
+  Möbius layer takes from the real side starts silent (`mobius_imag_gate`, at 0), queries are
+  Möbius maps after the source's query (`mobius_query="linear"`, scaled by √2 for the complex
+  score's 1/√(2C)) starting at the exact identity, keys and values have the source's kernels
+  and imaginary biases (which reach only the imaginary channel at first, and give the maps'
+  imaginary parts their gradients), and the imaginary channel's last LayerNorm starts at scale
+  and bias 0, so that it adds nothing where it joins the real one.
+
+  `form="copied"`: vanilla layers, embeddings and heads take the checkpoint's weights unchanged.
+  Each Möbius layer starts from its source layer: both channels' LayerNorms and feed-forward
+  blocks are
   copies of the source's; keys, values, the output projection and the linear queries become
   complex dense layers that act on each channel as the source acts on its input: the pair
   (x, y) goes to (W x + b, W y + b) (real kernel W, complex bias (1 + i) b); the Möbius maps
@@ -277,15 +292,22 @@ def upcycle(
     layout: the Möbius layout of the new model.
     source_layers: the source layer of each new layer; default 0, 1, … (the new model may be
       shallower than the checkpoint: `num_layers=11` in `overrides` keeps layers 0 … 10).
+    form: "copied" or "preserving" (see above).
     **overrides: other `ModelConfig` fields (num_layers, num_mobius_heads, mobius_*…).
 
   Returns:
     (config, params) for `MaskedLM`, `SequenceClassifier` or `Transformer`, as in
     `params_from_hf`.
   """
+  if form not in UPCYCLE_FORMS:
+    raise ValueError(f"form={form!r}: use one of {UPCYCLE_FORMS}.")
   source_config = config_from_hf(hf_config)
   source = params_from_hf(state_dict, source_config)
+  if form == "preserving":
+    overrides = {"mobius_query": "linear", "mobius_imag_gate": True, **overrides}
   config = dataclasses.replace(source_config, layout=layout, **overrides)
+  if form == "preserving":
+    _check_preserving(config)
   source_layers = list(range(config.num_layers)) if source_layers is None else source_layers
   if len(source_layers) != config.num_layers or not all(
     0 <= s < source_config.num_layers for s in source_layers
@@ -302,11 +324,67 @@ def upcycle(
     }
   old_layers = source["backbone"]["encoder"]
   new_layers = {}
+  complex_layer = _preserving_layer if form == "preserving" else _complex_layer
   for i, (kind, s) in enumerate(zip(config.layer_kinds, source_layers, strict=True)):
     layer = old_layers[f"layer_{s}"]
-    new_layers[f"layer_{i}"] = layer if kind == "V" else _complex_layer(layer, config)
+    new_layers[f"layer_{i}"] = layer if kind == "V" else complex_layer(layer, config)
+    if kind == "M" and config.mobius_imag_gate and (i == 0 or config.layer_kinds[i - 1] == "V"):
+      new_layers[f"imag_gate_{i}"] = np.zeros(config.hidden_size, np.float32)
   source["backbone"]["encoder"] = new_layers
   return config, source
+
+
+def _check_preserving(config: ModelConfig) -> None:
+  """The options under which `_preserving_layer` computes its source layer's outputs."""
+  wanted = {
+    "family": "bert",  # RoFormer's rotary pairs are not a complex head's dimensions
+    "mobius_query": "linear",
+    "mobius_key_value": "dense",
+    "mobius_score": "hermitian",
+    "mobius_embeddings": "stream",
+    "mobius_imag_gate": True,
+  }
+  wrong = {k: getattr(config, k) for k, v in wanted.items() if getattr(config, k) != v}
+  if wrong:
+    raise ValueError(
+      f"form='preserving' needs {wanted}; got {wrong}. Use form='copied' for these options."
+    )
+
+
+def _preserving_layer(layer: Mapping, config: ModelConfig) -> dict:
+  """The Möbius layer that computes vanilla layer `layer`'s output on its real channel, with
+  the imaginary channel silent at first (see `upcycle`'s form "preserving")."""
+
+  def complex_dense(dense, columns=slice(None), *, scale=1.0, imag_bias=True):
+    kernel, bias = dense["kernel"][:, columns] * scale, dense["bias"][columns] * scale
+    return {
+      "kernel_real": kernel,
+      "kernel_imag": np.zeros_like(kernel),  # the imaginary input must not reach the real part
+      "bias_real": bias,
+      "bias_imag": bias.copy() if imag_bias else np.zeros_like(bias),
+    }
+
+  mobius_dims = config.mobius_heads * config.head_dim
+  source = layer["attention"]
+  # Queries × √2: the complex score divides by √(2C) where the source's divides by √C. No
+  # imaginary query bias: a real query leaves the keys' imaginary parts out of the scores.
+  query = functools.partial(complex_dense, scale=np.sqrt(2.0), imag_bias=False)
+  attention = {name: complex_dense(source[name]) for name in ("key", "value", "output")}
+  if mobius_dims:
+    attention["query_linear"] = query(source["query"], slice(0, mobius_dims))
+    # The exact identity of the pole-safe form n·conj(m) / (|m|² + ε): a = 1 + ε, d = 1.
+    identity = np.zeros((4, 2, mobius_dims), np.float32)
+    identity[0, 0], identity[3, 0] = 1.0 + config.mobius_eps, 1.0
+    attention["query_mobius"] = {"coefficients": identity}
+  if mobius_dims < config.hidden_size:
+    attention["query"] = query(source["query"], slice(mobius_dims, None))
+  out = {"attention": attention}
+  for part in ("real", "imag"):
+    for name in ("attention_norm", "mlp", "mlp_norm"):
+      out[f"{name}_{part}"] = layer[name]
+  norm = layer["mlp_norm"]
+  out["mlp_norm_imag"] = {key: np.zeros_like(value) for key, value in norm.items()}
+  return out
 
 
 def _complex_layer(layer: Mapping, config: ModelConfig) -> dict:

@@ -110,7 +110,8 @@ class Encoder(nn.Module):
   (real) input `x` for later ones: the embeddings' output, or with split embeddings the token
   embeddings LayerNorm(word + type), the paper's "token embeddings (the first block's real
   input)". Consecutive Möbius layers pass both channels on. Leaving (to a vanilla layer, or at
-  the end): real + imaginary.
+  the end): real + imaginary. With `mobius_imag_gate` the imaginary channel taken from the real
+  side is gated (`imag_gate_{i}`, starting at 0).
   """
 
   config: ModelConfig
@@ -139,7 +140,7 @@ class Encoder(nn.Module):
       )
       if kind == "M":
         if not isinstance(stream, tuple):
-          stream = (stream, imag_input if i == 0 else first_input)
+          stream = (stream, self._imag_entry(imag_input if i == 0 else first_input, i))
         stream = ComplexEncoderLayer(self.config, self.mobius_attention_fn, name=name)(
           stream, **kwargs
         )
@@ -148,6 +149,15 @@ class Encoder(nn.Module):
           stream = stream[0] + stream[1]
         stream = EncoderLayer(self.config, self.attention_fn, name=name)(stream, **kwargs)
     return stream[0] + stream[1] if isinstance(stream, tuple) else stream
+
+  def _imag_entry(self, imag, layer: int):
+    """The imaginary channel layer `layer` takes from the real side: with `mobius_imag_gate`,
+    times its learned gate `imag_gate_{layer}` `[D]`, which starts at 0."""
+    if not self.config.mobius_imag_gate:
+      return imag
+    zeros = partitioned(nn.initializers.zeros_init(), (EMBED,))
+    gate = self.param(f"imag_gate_{layer}", zeros, imag.shape[-1:], self.config.weight_dtype)
+    return imag * gate.astype(imag.dtype)
 
 
 class Transformer(nn.Module):
