@@ -252,6 +252,8 @@ def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -
 
 
 UPCYCLE_FORMS = ("copied", "preserving")
+# The ModelConfig fields each form sets unless given (a model to upcycle into must have them).
+UPCYCLE_FIELDS = {"copied": {}, "preserving": {"mobius_query": "linear", "mobius_imag_gate": True}}
 
 
 def upcycle(
@@ -303,8 +305,7 @@ def upcycle(
     raise ValueError(f"form={form!r}: use one of {UPCYCLE_FORMS}.")
   source_config = config_from_hf(hf_config)
   source = params_from_hf(state_dict, source_config)
-  if form == "preserving":
-    overrides = {"mobius_query": "linear", "mobius_imag_gate": True, **overrides}
+  overrides = {**UPCYCLE_FIELDS[form], **overrides}
   config = dataclasses.replace(source_config, layout=layout, **overrides)
   if form == "preserving":
     _check_preserving(config)

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from mobius_jax.models import ModelConfig
+from mobius_jax.models import ModelConfig, hf
 from mobius_jax.sharding import DATA, FSDP
 from train import files
 from train.core import config as config_schema
@@ -59,6 +59,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     tasks.get_task(config.task)
   _check_sizes(config)
   _check_optimizer(config.optimizer)
+  forms = hf.UPCYCLE_FORMS
+  _require(config.upcycle_form in forms, "upcycle_form", config.upcycle_form, f"use one of {forms}")
   vocab_file = config.tokenizer.vocab_file
   if vocab_file is None:
     raise ValueError(

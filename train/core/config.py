@@ -26,6 +26,10 @@ def defaults() -> ml_collections.ConfigDict:
   # (config.json, model.safetensors, vocab.txt or tokenizer.json); a pretrained checkpoint by
   # name (train.data.pretrained.PRETRAINED: "minilm"); or "" from scratch.
   config.init_from = ""
+  # How a checkpoint becomes a model with Möbius layers (`mobius_jax.models.hf.upcycle`):
+  # "copied" (each Möbius layer's channels copies of its source layer) or "preserving" (the
+  # upcycled model computes the checkpoint's outputs at the start; BERT checkpoints).
+  config.upcycle_form = "copied"
   config.dtype = "float32"  # computation dtype; "bfloat16" for mixed precision
   config.seed = 0
 

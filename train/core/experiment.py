@@ -58,12 +58,14 @@ def build_model(
   config: ml_collections.ConfigDict, vocab_size: int, num_labels: int | None
 ) -> tuple[nn.Module, ModelConfig]:
   """The model of `config.model` (a preset) or, with `init_from="hf:DIR"`, of DIR/config.json;
-  `config.model_overrides` (e.g. a Möbius layout, to upcycle) applied to either. A masked LM
-  for `num_labels=None`, else a classifier with K = `num_labels` (1: regression)."""
+  `config.model_overrides` (e.g. a Möbius layout, to upcycle) applied to either, and for a
+  checkpoint the fields its `upcycle_form` needs. A masked LM for `num_labels=None`, else a
+  classifier with K = `num_labels` (1: regression)."""
   overrides = {"dtype": config.dtype, **config.model_overrides.to_dict()}
   source = parse_init_from(config.init_from)
   if source and source[0] == "hf":
     checkpoint = hf.load_checkpoint(source[1], weights=False)
+    overrides = {**hf.UPCYCLE_FIELDS[config.upcycle_form], **overrides}
     model_config = hf.config_from_hf(checkpoint.config, **overrides)
   else:
     model_config = ModelConfig.preset(config.model, vocab_size=vocab_size, **overrides)
@@ -139,7 +141,10 @@ def pretrained_backbone(config: ml_collections.ConfigDict, model_config: ModelCo
     for f in dataclasses.fields(ModelConfig)
     if getattr(model_config, f.name) != getattr(vanilla, f.name)
   }
-  return hf.upcycle(checkpoint.state_dict, checkpoint.config, **changed)[1]["backbone"]
+  upcycled = hf.upcycle(
+    checkpoint.state_dict, checkpoint.config, form=config.upcycle_form, **changed
+  )
+  return upcycled[1]["backbone"]
 
 
 def load_backbone(backbone: dict, pretrained: dict, what: str) -> dict:
