@@ -1,4 +1,6 @@
-"""Encoders and task models: layouts, invariances, gradients, dtypes, sharding, configs."""
+"""Encoders and task models: layouts, invariances, embeddings, gradients, dtypes, sharding.
+
+The configs and presets are tested in test_config.py, the parameter counts in test_params.py."""
 
 import dataclasses
 
@@ -12,7 +14,6 @@ import pytest
 from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
-import mobius_jax as mj
 from mobius_jax.layers import ComplexEncoderLayer, LayerConfig, MobiusSelfAttention
 from mobius_jax.models import (
   MOBIUS_EMBEDDINGS,
@@ -21,7 +22,6 @@ from mobius_jax.models import (
   SequenceClassifier,
   Transformer,
 )
-from mobius_jax.models.params import count_encoder_params, count_params
 from mobius_jax.sharding import DEFAULT_RULES, make_mesh, use_mesh
 
 PRESETS = ["bert", "roformer", "mobius_bert", "mobius_roformer"]
@@ -85,19 +85,6 @@ def test_mobius_model_with_layout_none_equals_the_baseline_exactly(embeddings):
     )
     params = init(MaskedLM(baseline), baseline)
     np.testing.assert_array_equal(mlm_logits(mobius, params), mlm_logits(baseline, params))
-
-
-def test_paper_presets():
-  config = ModelConfig.preset("mobius_bert-base")
-  assert config.layer_kinds == "MVVVVVVVVVM"
-  assert config.mobius_heads == 6 and config.head_dim == 64
-  assert ModelConfig.preset("mobius_roformer-base").rotary
-  assert ModelConfig.preset("bert-large").num_layers == 24
-
-
-def test_bert_base_has_hugging_faces_parameter_count():
-  # HF BertModel (bert-base-uncased, with pooler): 109,482,240 parameters.
-  assert count_encoder_params(ModelConfig.preset("bert-base")) == 109_482_240
 
 
 # ------------------------------------------------------------------------------ invariances
@@ -365,25 +352,6 @@ def test_mobius_variants_run(overrides):
   assert np.all(np.isfinite(mlm_logits(config, params)))
 
 
-def test_unitary_init_gives_rotations_of_the_sphere():
-  config = tiny("mobius_bert", mobius_init="unitary")
-  params = init(MaskedLM(config), config)
-  coefficients = params["backbone"]["encoder"]["layer_0"]["attention"]["query_mobius"]
-  c = coefficients["coefficients"]
-  m = tuple(jax.lax.complex(c[i, 0], c[i, 1]) for i in range(4))
-  np.testing.assert_allclose(mj.determinant(m), 1.0, atol=1e-5)
-  assert set(np.asarray(mj.classify(m, tol=1e-4)).tolist()) <= {mj.MOBIUS_TYPES.index("elliptic")}
-
-
-def test_identity_init_starts_near_the_identity_map():
-  config = tiny("mobius_bert")
-  params = init(MaskedLM(config), config)
-  c = params["backbone"]["encoder"]["layer_0"]["attention"]["query_mobius"]["coefficients"]
-  identity = np.zeros(c.shape)
-  identity[[0, 3], 0] = 1.0
-  np.testing.assert_allclose(c, identity, atol=0.06)  # noise std 0.01
-
-
 # --------------------------------------------------------------------------------- sharding
 
 
@@ -414,41 +382,3 @@ def test_model_initialises_sharded_on_the_8_device_mesh():
     sharded = jax.jit(model.apply)(variables, IDS)
   unsharded = model.apply(jax.device_get(nn.meta.unbox(variables)), IDS)
   np.testing.assert_allclose(sharded, unsharded, atol=1e-5)
-
-
-# ---------------------------------------------------------------------------------- configs
-
-
-@pytest.mark.parametrize(
-  "overrides, message",
-  [
-    (dict(family="gpt"), r"family='gpt' is not one of \('bert', 'roformer'\)"),
-    (dict(layout="zigzag"), r"layout='zigzag' is neither one of \('none', 'framed'"),
-    (dict(layout="MVX"), "2 letters M"),
-    (dict(hidden_act="swish"), r"hidden_act='swish' is not one of \('gelu'"),
-    (dict(mobius_score="cosine"), r"mobius_score='cosine' is not one of \('hermitian'"),
-    (dict(num_mobius_heads=3), r"num_mobius_heads=3 must lie in \[0, num_heads=2\]"),
-    (dict(hidden_size=129), "hidden_size=129 must be a multiple of num_heads=2"),
-    (dict(dtype="float8"), "dtype='float8' is not one of"),
-    (dict(embedding_size=64), "embedding_size=64 is for family='roformer'"),
-    (dict(mobius_embeddings="sum"), r"mobius_embeddings='sum' is not one of \('stream', 'split'\)"),
-  ],
-)
-def test_invalid_configs_name_the_field_and_the_allowed_values(overrides, message):
-  with pytest.raises(ValueError, match=message):
-    tiny("bert", **overrides)
-
-
-def test_unknown_presets_list_the_choices():
-  with pytest.raises(ValueError, match=r"model in \('bert', 'roformer', 'mobius_bert'"):
-    ModelConfig.preset("gpt-base")
-  with pytest.raises(ValueError, match=r"size in \('tiny', 'mini'"):
-    ModelConfig.preset("bert-huge")
-
-
-def test_count_params_counts_complex_weights_as_two_reals():
-  config = tiny("mobius_bert", layout="M", num_layers=1)
-  params = init(Transformer(config), config)
-  key = params["encoder"]["layer_0"]["attention"]["key"]
-  assert count_params(key) == 2 * (128 * 128 + 128)
-  assert count_params(params) == count_encoder_params(config)
