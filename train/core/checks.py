@@ -81,7 +81,7 @@ def check_keys(config, reference, prefix: str = "") -> None:
     name = f"{prefix}{key}"
     if key not in reference:
       close = difflib.get_close_matches(key, list(reference.keys()), n=1)
-      hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+      hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
       raise ValueError(f"Unknown config key {name!r}.{hint} The keys are in train/core/config.py.")
     if isinstance(value, ml_collections.ConfigDict) and key not in FREE_FORM:
       check_keys(value, reference[key], prefix=f"{name}.")
