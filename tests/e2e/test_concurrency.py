@@ -28,7 +28,7 @@ from tests.helpers import (
   mock_data,  # noqa: F401  (autouse: TFDS's mock data for every test here, in this process)
   pretrain_config,
 )
-from tests.train.data.test_builders import cache, fake_wheels  # noqa: F401  (fixtures)
+from tests.train.data.fake_wheels import cache, fake_wheels  # noqa: F401  (fixtures)
 from train import locks
 from train.core import loop, workdir
 from train.data import builders, offline, tasks, tokenizer, wheels

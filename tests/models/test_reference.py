@@ -1,4 +1,4 @@
-"""An independent numpy reference for MöbiusBERT, written from README's "Reconstruction choices".
+"""An independent numpy reference for MöbiusBERT, written from docs/reconstruction.md's choices.
 
 Nothing here calls the package: the reference is numpy complex128 / float64 code on the Flax
 parameter tree (its names: `ComplexDense` holds kernel_real, kernel_imag [in, out] and

@@ -154,6 +154,17 @@ def test_classify_is_invariant_under_scaling_from_1e_minus_30_to_1e30(name, conj
   assert mj.MOBIUS_TYPES[int(mj.classify(scaled, tol=1e-4))] == name
 
 
+def test_classify_keeps_the_type_of_a_badly_conditioned_conjugate():
+  # A parabolic map conjugated by (3, 0, 2.5, 0.125): κ = max|entry|² / |det| ≈ 576, and σ's
+  # float32 rounding (≈ 1e-4 here) passes tol = 1e-4; the slack 16 ε κ covers it. Well
+  # conditioned maps keep the plain tolerance: the nearly parabolic map of
+  # test_classify_tolerance is still hyperbolic at 1e-5.
+  g = mj.normalize(as_map((3, 0, 2.5, 0.125)))
+  for name in ("parabolic", "elliptic", "hyperbolic", "loxodromic"):
+    m = mj.compose(g, mj.compose(as_map(TEXTBOOK_MAPS[name]), mj.inverse(g)))
+    assert mj.MOBIUS_TYPES[int(mj.classify(m, tol=1e-4))] == name
+
+
 def test_classify_reports_non_finite_maps_and_keeps_the_old_codes():
   assert mj.MOBIUS_TYPES[:6] == TYPES_BEFORE_NON_FINITE
   nan, inf = float("nan"), float("inf")

@@ -102,3 +102,14 @@ def test_query_positions_follow_the_position_ids_of_the_chosen_tokens():
   np.testing.assert_array_equal(mj.query_positions(per_row, indices), [[9, 7], [4, 4]])
   x = jnp.arange(2 * 3 * 2).reshape(2, 3, 2)
   np.testing.assert_array_equal(mj.take_tokens(x, indices), [[[4, 5], [0, 1]], [[8, 9], [8, 9]]])
+
+
+def test_complex_rope_defaults_are_roformers_frequencies_and_positions():
+  # With no positions and no base: dimension j of position m times e^{i m θ_j}, θ_j = 10⁴^(−j/C).
+  c = 16  # complex dims: θ_j spans 1 … 10⁴^(−15/16)
+  x = (normal(0, 2, L, N, c), normal(1, 2, L, N, c))
+  re, im = mj.apply_complex_rope(x)
+  m = np.arange(L)[:, None, None]
+  theta = 10_000.0 ** (-np.arange(c) / c)
+  expected = (np.asarray(x[0]) + 1j * np.asarray(x[1])) * np.exp(1j * m * theta)
+  np.testing.assert_allclose(np.asarray(re) + 1j * np.asarray(im), expected, rtol=1e-4, atol=1e-4)

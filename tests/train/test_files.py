@@ -5,6 +5,8 @@ tests/e2e/test_faults.py.
 """
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -39,3 +41,18 @@ def test_an_unreadable_json_file_gives_an_error_naming_it(tmp_path, content):
     path.write_bytes(content)
   with pytest.raises(ValueError, match=rf"The run summary {path} cannot be read .*rerun"):
     files.read_json(path, "run summary")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path, umask):
+  # Others on a shared filesystem read a run's files as they read its TensorBoard files.
+  old = os.umask(umask)
+  try:
+    files.write_json(tmp_path / "summary.json", {})
+    with files.atomic_path(tmp_path / "maps.npz") as temporary:
+      temporary.write_bytes(b"")
+    (tmp_path / "plain").write_text("")
+  finally:
+    os.umask(old)
+  modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+  assert modes == dict.fromkeys(("summary.json", "maps.npz", "plain"), 0o666 & ~umask)

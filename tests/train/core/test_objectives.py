@@ -1,8 +1,11 @@
 """The objectives: BERT's masking of ordinary tokens, and the masked-LM accuracy."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from mobius_jax.models import MaskedLM, ModelConfig
 from train.core import objectives
 
 
@@ -56,3 +59,29 @@ def test_masked_lm_accuracy_counts_the_masked_tokens_whose_label_has_the_largest
   _, sums = objective.loss({}, {**batch, "labels": labels, "weights": weights}, None, train=False)
   expected = ((np.argmax(logits, -1) == labels) * weights).sum()
   assert 9 <= expected < 12 and float(sums["correct"]) == expected and sums["count"] == 21
+
+
+@pytest.mark.parametrize("preset", ["bert-tiny", "mobius_bert-tiny"])
+def test_the_masked_lm_loss_is_unchanged_by_extra_padding_columns(preset):
+  # The model sees the padding mask: more [PAD] columns after the rows change nothing (the
+  # offline rows are packed, C4's are mostly padding).
+  model = MaskedLM(ModelConfig.preset(preset, vocab_size=64))
+  ids = jax.random.randint(jax.random.key(0), (4, 12), 5, 64).at[:, 0].set(2)
+  ids = ids.at[1, 8:].set(0).at[3, 5:].set(0)
+  params = model.init(jax.random.key(1), ids)["params"]
+  masking = dict(
+    rate=0.15,
+    max_predictions=objectives.max_predictions(0.15, 12),
+    mask_id=4,
+    special_ids=(0, 1, 2, 3, 4),
+    vocab_size=64,
+  )
+  objective = objectives.MaskedLMObjective(model, masking)
+  batch = objective.prepare({"input_ids": ids}, jax.random.key(2))
+  padded = {**batch, "input_ids": jnp.pad(batch["input_ids"], ((0, 0), (0, 6)))}
+  rng = jax.random.key(3)
+  loss, sums = objective.loss(params, batch, rng, train=False)
+  padded_loss, padded_sums = objective.loss(params, padded, rng, train=False)
+  assert float(sums["count"]) == float(padded_sums["count"]) > 0
+  np.testing.assert_allclose(padded_loss, loss, rtol=1e-5)
+  np.testing.assert_allclose(padded_sums["correct"], sums["correct"])

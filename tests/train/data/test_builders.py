@@ -12,9 +12,7 @@ from tests.train.data.fake_wheels import (
   RATINGS,
   SMS_MESSAGES,
   TREC_ROWS,
-  cache,  # noqa: F401  (a fixture, conftest.py's: imported here by tests/e2e/test_concurrency.py)
   dataset_features,
-  fake_wheels,  # noqa: F401  (likewise)
   read_splits,
   shared_texts,
 )
