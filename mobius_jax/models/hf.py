@@ -76,13 +76,7 @@ def model_folder(directory: str | pathlib.Path) -> pathlib.Path:
   modules = directory / "modules.json"
   if (directory / "config.json").is_file() or not modules.is_file():
     return directory
-  try:
-    entries = json.loads(modules.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(
-      f"{modules} is no valid JSON ({error}): the file is damaged. Download or copy the "
-      "checkpoint folder again."
-    ) from error
+  entries = _read_json(modules)
   paths = [e.get("path", "") for e in entries if e.get("type", "").endswith(".Transformer")]
   return directory / paths[0] if paths else directory
 
@@ -121,13 +115,7 @@ def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> C
     raise FileNotFoundError(
       f"{directory} is no Hugging Face checkpoint folder: it lacks {', '.join(missing)}. {hint}"
     )
-  try:
-    config = json.loads(config_file.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(
-      f"{config_file} is no valid JSON ({error}): the file is damaged. Download or copy the "
-      "checkpoint folder again."
-    ) from error
+  config = _read_json(config_file)
   state_dict = _read_weights(weights_file) if weights else None
   vocab_file, tokenizer_file = directory / "vocab.txt", directory / "tokenizer.json"
   return Checkpoint(
@@ -137,6 +125,16 @@ def load_checkpoint(directory: str | pathlib.Path, *, weights: bool = True) -> C
     vocab_file if vocab_file.is_file() else None,
     tokenizer_file if tokenizer_file.is_file() else None,
   )
+
+
+def _read_json(path: pathlib.Path):
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(
+      f"{path} is no valid JSON ({error}): the file is damaged. Download or copy the "
+      "checkpoint folder again."
+    ) from error
 
 
 def _read_weights(weights_file: pathlib.Path) -> dict[str, np.ndarray]:
