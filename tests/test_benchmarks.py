@@ -43,7 +43,7 @@ def test_every_script_has_a_smoke_test():
 
 
 def test_a_stray_argument_is_an_error():
-  # List flags are comma-separated: a second value after a space is no longer part of the list.
+  # List flags are comma-separated: a second value after a space is an unexpected argument.
   result = subprocess.run(
     [sys.executable, str(BENCHMARKS / "attention.py"), "--lengths", "16", "32"],
     capture_output=True,

@@ -1,4 +1,4 @@
-"""What goes wrong and what the run then does: one test per fault of the reliability issue.
+"""What goes wrong and what the run then does: a test per fault of docs/training.md's table.
 
 1 a non-finite run · 2 sizes beyond the model · 3 sizes out of range · 4 a workdir of another
 run · 5 corrupt checkpoints · 6 files cut short · 7 errors that name the path · 8 numerics at
