@@ -39,7 +39,9 @@ class LayerConfig:
   initializer_range: float = 0.02  # std of the normal initialisation of kernels and tables
   rotary: bool = False  # RoFormer's rotary position embedding on queries and keys
   rotary_base: float = 10_000.0
-  # None: `jax.nn.dot_product_attention` where possible; "xla", "cudnn" or "einsum" to force.
+  # None: `jax.nn.dot_product_attention` where possible; "xla", "cudnn" or "einsum" to force;
+  # "splash": the TPU splash attention kernel (`mobius_jax.ops.tpu_attention`; no attention
+  # dropout).
   attention_implementation: Implementation = None
   dtype: DType = "float32"  # computation dtype; "bfloat16" for mixed precision
   param_dtype: DType = "float32"
@@ -79,6 +81,13 @@ class LayerConfig:
     for name in ("hidden_dropout", "attention_dropout"):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1).")
+    if self.attention_implementation == "splash" and self.attention_dropout > 0.0:
+      raise ValueError(
+        f"{type(self).__name__}.attention_implementation='splash' (the TPU splash attention "
+        f"kernel) has no attention dropout, but attention_dropout={self.attention_dropout}: set "
+        "attention_dropout=0.0 (as the paper's recipe does) or use another "
+        "attention_implementation."
+      )
     if self.mobius_eps < 0:
       raise ValueError(f"mobius_eps={self.mobius_eps} must be ≥ 0 (0 = exact map).")
 

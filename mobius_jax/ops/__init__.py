@@ -60,3 +60,12 @@ __all__ = [
   "sinusoidal_position_encoding",
   "take_tokens",
 ]
+
+
+def __getattr__(name: str):
+  # `splash_attention` (the TPU kernel, `tpu_attention`) imports Pallas: only when asked for.
+  if name == "splash_attention":
+    from mobius_jax.ops.tpu_attention import splash_attention
+
+    return splash_attention
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

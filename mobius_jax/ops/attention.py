@@ -20,7 +20,8 @@ from mobius_jax.ops._xla_cpu import dropout
 from mobius_jax.ops.types import Pair
 
 ScoreMode = Literal["hermitian", "bilinear", "magnitude"]
-Kernel = Literal["xla", "cudnn", "einsum"]
+# "splash": the Pallas TPU kernel of `mobius_jax.ops.tpu_attention` (interpret mode off TPU).
+Kernel = Literal["xla", "cudnn", "einsum", "splash"]
 Implementation = Kernel | None  # None: the fused kernel where it can run, else einsum
 SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
 IMPLEMENTATIONS: tuple[str | None, ...] = (None, *get_args(Kernel))
@@ -61,12 +62,16 @@ def dot_product_attention(
     dropout_rng: PRNG key for the dropout.
     precision: matmul precision of the einsum path; setting it selects that path.
     implementation: None (fused when possible, else einsum), `"xla"` or `"cudnn"` (forwarded
-      to `jax.nn.dot_product_attention`), or `"einsum"`.
+      to `jax.nn.dot_product_attention`), `"einsum"`, or `"splash"` (the splash attention
+      kernel for TPU, `tpu_attention.splash_attention`: a padding mask only, no bias, dropout
+      or precision).
 
   Returns:
     `[B, T, N, H]`, in the dtype of `query`.
   """
   scale = query.shape[-1] ** -0.5 if scale is None else scale
+  if implementation == "splash":
+    return _splash(query, key, value, bias, mask, scale, dropout_rate, precision)
   if _use_fused(implementation, dropout_rate, precision):
     return jax.nn.dot_product_attention(
       query, key, value, bias=bias, mask=mask, scale=scale, implementation=implementation
@@ -248,6 +253,24 @@ def mobius_attention_logits(
   # |q · conj(k)|; a zero score gets the gradient 0 (a subgradient), not sqrt's infinite one.
   positive = squared > 0
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0) * scale
+
+
+def _splash(query, key, value, bias, mask, scale, dropout_rate, precision) -> Array:
+  """`implementation="splash"`: the TPU kernel, after refusing what it cannot do."""
+  from mobius_jax.ops.tpu_attention import splash_attention  # imports Pallas only when used
+
+  unsupported = {
+    "attention dropout (dropout_rate > 0)": dropout_rate > 0.0,
+    "a bias": bias is not None,
+    "an explicit precision": precision is not None,
+  }
+  refused = [what for what, given in unsupported.items() if given]
+  if refused:
+    raise ValueError(
+      f"implementation='splash' (the TPU splash attention kernel) supports neither "
+      f"{' nor '.join(refused)}; use implementation=None or 'einsum'."
+    )
+  return splash_attention(query, key, value, mask=mask, scale=scale)
 
 
 def _use_fused(implementation, dropout_rate, precision) -> bool:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from train.core import plan
+from train.core import search
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
@@ -130,7 +130,7 @@ def linear_memory(answer: int):
 def test_largest_fitting_finds_the_largest_multiple(answer, with_capacity):
   unit = 4
   probe, capacity = linear_memory(answer * unit)
-  largest, probes = plan.largest_fitting(
+  largest, probes = search.largest_fitting(
     probe, unit, 16 * unit, limit=512 * unit, capacity=capacity if with_capacity else None
   )
   assert largest == min(answer, 512) * unit
@@ -140,5 +140,5 @@ def test_largest_fitting_finds_the_largest_multiple(answer, with_capacity):
 
 
 def test_largest_fitting_when_nothing_fits():
-  largest, probes = plan.largest_fitting(lambda rows: (False, None), 8, 64)
+  largest, probes = search.largest_fitting(lambda rows: (False, None), 8, 64)
   assert largest is None and [value for value, _ in probes] == [64, 32, 16, 8]

@@ -143,12 +143,13 @@ def test_refusals():
   LayerConfig(attention_implementation="splash", attention_dropout=0.0)  # the paper's recipe
 
 
-def test_compiles_for_a_tpu_topology():
+def test_compiles_for_a_tpu_topology(monkeypatch):
   """The Mosaic kernel (not interpret mode) in the program the TPU compiler builds for a v5e
   2 × 2 slice, forward and backward, inside shard_map over the batch and the heads."""
   pytest.importorskip("libtpu")
   from jax.experimental import topologies
 
+  monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # beside other processes using libtpu
   devices = topologies.get_topology_desc(topology_name="v5e:2x2", platform="tpu").devices
   mesh = make_mesh(2, 1, 2, devices=list(devices))
   spec = NamedSharding(mesh, P(("data", "fsdp"), None, "tensor", None))
