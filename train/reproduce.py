@@ -12,6 +12,13 @@ results.json. The configs are `configs/default.py`'s (docs/training.md says how 
   python -m train.reproduce --models bert-tiny,mobius_bert-tiny+mobius_key_value=elementwise
   python -m train.reproduce --seeds 3 --pretrain_steps 20 --finetune_steps 20   # a smoke run
   python -m train.reproduce --pretrain_config.optimizer.learning_rate=1e-3
+
+With --init_from (a pretrained checkpoint by name, or hf:DIR) there is no pretraining: every
+seed fine-tunes the checkpoint as it is and its upcycled Möbius variants with
+--checkpoint_config, paired by seed (`train.studies.upcycling`; --models names its variants).
+
+  python -m train.reproduce --init_from minilm --seeds 5
+  python -m train.reproduce --init_from minilm --task trec --models checkpoint,upcycled
 """
 
 import pathlib
@@ -23,13 +30,21 @@ from ml_collections import config_flags
 
 from train import cli, files
 from train.data import tasks
-from train.studies import baselines, paired, report
+from train.studies import baselines, paired, report, upcycling
 
 _PRETRAIN = config_flags.DEFINE_config_file(
   "pretrain_config", "configs/default.py", "The pretraining config of every model."
 )
 _FINETUNE = config_flags.DEFINE_config_file(
   "finetune_config", "configs/default.py:finetune", "The fine-tuning config of every model."
+)
+_CHECKPOINT = config_flags.DEFINE_config_file(
+  "checkpoint_config",
+  "configs/default.py:checkpoint",
+  "With --init_from: the fine-tuning config of the checkpoint and its variants.",
+)
+_INIT_FROM = flags.DEFINE_string(
+  "init_from", None, "A pretrained checkpoint (e.g. minilm) or hf:DIR: the upcycling study."
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where every run's files go.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "How many seeds (0 … n − 1) to run.")
@@ -44,30 +59,44 @@ _DIAGNOSTICS = flags.DEFINE_bool(
 )
 
 
-def study() -> paired.Study:
-  """The flags' configs: the task, the step counts and the diagnostics set in them."""
-  pretrain, finetune = _PRETRAIN.value, _FINETUNE.value
-  finetune.task = _TASK.value
-  for config, steps in ((pretrain, _PRETRAIN_STEPS.value), (finetune, _FINETUNE_STEPS.value)):
-    config.diagnostics = _DIAGNOSTICS.value
-    if steps:
-      config.num_train_steps = steps
-  return paired.Study(pretrain, finetune)
+def configured(config, steps, *, task=None):
+  """`config` with the flags' diagnostics, step count (`steps`, where given) and `task`."""
+  config.diagnostics = _DIAGNOSTICS.value
+  config.task = task or config.task
+  if steps:
+    config.num_train_steps = steps
+  return config
+
+
+def pretraining_study(task: tasks.Task, root: pathlib.Path):
+  """(rows, report function) of the paired pretraining study (`train.studies.paired`)."""
+  models = [paired.Model.parse(name) for name in _MODELS.value]  # checked before any run
+  finetune = configured(_FINETUNE.value, _FINETUNE_STEPS.value, task=task.name)
+  pretrain = configured(_PRETRAIN.value, _PRETRAIN_STEPS.value)
+  rows = paired.run_study(paired.Study(pretrain, finetune), models, _SEEDS.value, root)
+  return rows, report.report
+
+
+def upcycling_study(task: tasks.Task, root: pathlib.Path):
+  """(rows, report function) of the checkpoint's upcycling study (`train.studies.upcycling`)."""
+  names = _MODELS.value if flags.FLAGS["models"].present else list(upcycling.VARIANTS)
+  variants = [upcycling.Variant.parse(name) for name in names]  # checked before any run
+  finetune = configured(_CHECKPOINT.value, _FINETUNE_STEPS.value, task=task.name)
+  rows = upcycling.run_study(finetune, _INIT_FROM.value, variants, _SEEDS.value, root)
+  return rows, upcycling.study_report
 
 
 def main():
-  # Every name is checked before any run starts.
   task = tasks.get_task(_TASK.value)
-  models = [paired.Model.parse(name) for name in _MODELS.value]
   root = pathlib.Path(_WORKDIR.value)
   started = time.perf_counter()
-  rows = paired.run_study(study(), models, _SEEDS.value, root)
+  rows, report_of = (upcycling_study if _INIT_FROM.value else pretraining_study)(task, root)
   if rows is None or jax.process_index() != 0:
     return
   reference = None
   if not task.is_regression and task.test_split:
     reference = baselines.classification_baselines(task)
-  text = report.report(rows, task, reference)
+  text = report_of(rows, task, reference)
   files.write_json(root / "results.json", {"rows": rows, "baselines": reference})
   files.write_text(root / "results.md", text + "\n")
   minutes = (time.perf_counter() - started) / 60

@@ -156,6 +156,10 @@ def _check_optimizer(opt: ml_collections.ConfigDict) -> None:
     ("weight_decay_scaling", optim.DECAY_SCALINGS),
   ):
     _require(opt[key] in allowed, f"optimizer.{key}", opt[key], f"use one of {allowed}")
+  for key in ("no_decay", "frozen"):
+    names = opt[key]
+    ok = isinstance(names, tuple | list) and all(isinstance(n, str) for n in names)
+    _require(ok, f"optimizer.{key}", names, "use a tuple of module or parameter names")
 
 
 def check_fit(

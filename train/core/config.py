@@ -70,6 +70,9 @@ def defaults() -> ml_collections.ConfigDict:
   # Leaves never decayed: biases, LayerNorm and per-dimension scales, and Möbius coefficients
   # (decay would pull every map towards the degenerate all-zero matrix).
   config.optimizer.no_decay = ("bias", "bias_real", "bias_imag", "scale", "coefficients")
+  # Modules or leaves, by name, that get no updates (and no optimiser state), e.g.
+  # ("query_mobius",): the Möbius maps fixed at their initial coefficients (a control).
+  config.optimizer.frozen = ()
   config.optimizer.grad_clip = 1.0  # global norm; 0: no clipping
 
   # Devices: mesh axis sizes over all devices; one of them may be -1 (fill).

@@ -36,8 +36,31 @@ def weight_decay_mask(params, no_decay: tuple[str, ...]):
   )
 
 
+def frozen_mask(params, frozen: tuple[str, ...]):
+  """True for each leaf with a module or leaf name of `frozen` on its path.
+
+  Raises:
+    ValueError: a name of `frozen` is on no leaf's path (a typo would freeze nothing).
+  """
+  named = set()
+
+  def is_frozen(path, _):
+    names = {getattr(entry, "key", None) for entry in path}
+    named.update(names)
+    return bool(names & set(frozen))
+
+  mask = jax.tree_util.tree_map_with_path(is_frozen, params)
+  if unknown := set(frozen) - named:
+    raise ValueError(
+      f"optimizer.frozen={tuple(frozen)}: the model has no module or parameter named "
+      f"{sorted(unknown)}; name some of {sorted(n for n in named if isinstance(n, str))}."
+    )
+  return mask
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Gradient clipping by global norm (unless `grad_clip` is 0), then AdamW.
+  """Gradient clipping by global norm (unless `grad_clip` is 0), then AdamW; the parameters
+  under `frozen` names get no update, and are left out of the clipping's norm.
 
   The weight decay of a step is `weight_decay × lr_t` with `weight_decay_scaling="learning_rate"`
   (optax's and PyTorch's AdamW), or `weight_decay × lr_t / lr_peak` with `"schedule"` (composer's
@@ -56,6 +79,9 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     weight_decay=weight_decay,
     mask=lambda params: weight_decay_mask(params, tuple(opt.no_decay)),
   )
-  if opt.grad_clip == 0:
-    return adamw
-  return optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw)
+  tx = adamw if opt.grad_clip == 0 else optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw)
+  if not opt.frozen:
+    return tx
+  # Zeroed before the clipping (no share of its norm) and after AdamW (no weight decay).
+  freeze = optax.masked(optax.set_to_zero(), lambda params: frozen_mask(params, opt.frozen))
+  return optax.chain(freeze, tx, freeze)

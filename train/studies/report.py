@@ -41,20 +41,28 @@ def report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
     ),
   ]
   if reference:
-    bag = reference["bag_of_words"]
-    baselines = [
-      (name, f"{entry['validation']:.3f}", f"{entry['test']:.3f}")
-      for name, entry in (
-        ("majority class", reference["majority"]),
-        (f"bag of words (C = {bag['C']:g})", bag),
-      )
-    ]
-    lines += ["", f"Baselines on the same splits ({metric}):", ""]
-    lines.append(markdown.table(["baseline", "val", "test"], baselines))
+    lines += ["", *baselines_lines(reference, metric)]
   lines += analysis_table(rows, models)
   lines += diagnostics_table(rows, models)
   lines += ["", "Paired differences (same seed):", "", *_differences(rows, models, metric)]
   return "\n".join(lines)
+
+
+def baselines_lines(reference: dict, metric: str) -> list[str]:
+  """Report lines: the baselines `reference` (`baselines.classification_baselines`'s)."""
+  bag = reference["bag_of_words"]
+  baselines = [
+    (name, f"{entry['validation']:.3f}", f"{entry['test']:.3f}")
+    for name, entry in (
+      ("majority class", reference["majority"]),
+      (f"bag of words (C = {bag['C']:g})", bag),
+    )
+  ]
+  return [
+    f"Baselines on the same splits ({metric}):",
+    "",
+    markdown.table(["baseline", "val", "test"], baselines),
+  ]
 
 
 def _mean_row(model: str, mine: list[dict]) -> list[str]:

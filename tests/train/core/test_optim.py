@@ -105,3 +105,23 @@ def test_the_schedule_can_end_at_a_floor_and_clipping_can_be_off():
     opt = optim.make_optimizer(config(grad_clip=clip, eps=1.0, warmup_ratio=0.0))
     updates, _ = opt.update(grads, opt.init(params), params)
     np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
+def test_frozen_parameters_get_no_update_and_no_share_of_the_clipping_norm():
+  # Weight decay on for every leaf and one large gradient on the frozen leaf: were it clipped
+  # together with the others, their update would shrink.
+  params = {"maps": {"coefficients": jnp.full(2, 3.0)}, "dense": {"kernel": jnp.zeros(1)}}
+  grads = {"maps": {"coefficients": jnp.full(2, 1e3)}, "dense": {"kernel": jnp.full(1, 100.0)}}
+  c = config(grad_clip=1.0, eps=1.0, warmup_ratio=0.0, weight_decay=0.1, frozen=("maps",))
+  c.optimizer.no_decay = ()
+  opt = optim.make_optimizer(c)
+  updates, _ = opt.update(grads, opt.init(params), params)
+  np.testing.assert_array_equal(updates["maps"]["coefficients"], 0.0)
+  # The kernel's gradient alone is clipped to 1: Adam's first step is lr · 1 / (1 + 1).
+  np.testing.assert_allclose(updates["dense"]["kernel"], -1e-3 / 2, rtol=1e-5)
+
+
+def test_frozen_names_the_model_lacks_are_refused():
+  opt = optim.make_optimizer(config(frozen=("query_mobuis",)))
+  with pytest.raises(ValueError, match="no module or parameter named \\['query_mobuis'\\]"):
+    opt.init(tiny_mobius_params())

@@ -1,0 +1,182 @@
+"""The comparison where pretraining matters: a pretrained checkpoint fine-tuned as it is, and
+upcycled into Möbius models, paired by seed (`python -m train.reproduce --init_from minilm`).
+
+For every seed, each variant fine-tunes from the same checkpoint with the same config: the same
+data order and dropout stream, so the rows pair by seed. The variants (`VARIANTS`):
+
+  checkpoint        the checkpoint as it is (a BERT)
+  upcycled          Möbius layers first and last (framed), function-preserving upcycling
+                    (`upcycle_form="preserving"`): it starts computing the checkpoint's outputs
+  upcycled_frozen   the same with its Möbius maps held at the identity (`optimizer.frozen`):
+                    the complex channel and its parameters train, the maps do not; what the
+                    upcycled model gains over it is what its maps learned
+  upcycled_copied   framed, `upcycle_form="copied"` (each Möbius layer's channels start as
+                    copies of its source layer: the checkpoint's outputs are not kept)
+
+A variant may carry ModelConfig overrides: "upcycled+num_mobius_heads=6". Runs resume from their
+checkpoints: a second call only reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import ml_collections
+
+from mobius_jax.models import ModelConfig
+from train import cli, markdown
+from train.core import checks, experiment, loop
+from train.data import tasks
+from train.studies import analysis, paired, report, stats
+
+_FRAMED = {"model_overrides": {"layout": "framed"}, "upcycle_form": "preserving"}
+# Each variant's changes to the fine-tuning config.
+VARIANTS = {
+  "checkpoint": {},
+  "upcycled": _FRAMED,
+  "upcycled_frozen": {**_FRAMED, "optimizer": {"frozen": ("query_mobius",)}},
+  "upcycled_copied": {**_FRAMED, "upcycle_form": "copied"},
+}
+# (treatment, control) pairs the report compares, where both ran.
+COMPARISONS = (
+  ("upcycled", "checkpoint"),
+  ("upcycled_frozen", "checkpoint"),
+  ("upcycled_copied", "checkpoint"),
+  ("upcycled", "upcycled_frozen"),
+  ("upcycled", "upcycled_copied"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A variant of `VARIANTS` and ModelConfig overrides."""
+
+  name: str  # as given: "variant" or "variant+field=value+…"
+  variant: str
+  overrides: dict
+
+  @classmethod
+  def parse(cls, name: str) -> Variant:
+    """ "variant+field=value+…" → Variant.
+
+    Raises:
+      ValueError: the variant is unknown, or an override is not field=value of ModelConfig.
+    """
+    variant, *pairs = name.split("+")
+    if variant not in VARIANTS:
+      raise ValueError(f"--models {name!r}: with --init_from, use variants of {tuple(VARIANTS)}.")
+    try:
+      overrides = cli.parse_overrides(pairs)
+    except ValueError as error:
+      raise ValueError(f"--models {name!r}: write overrides as +field=value.") from error
+    unknown = set(overrides) - {field.name for field in dataclasses.fields(ModelConfig)}
+    if unknown:
+      raise ValueError(f"--models {name!r}: ModelConfig has no field {sorted(unknown)}.")
+    return cls(name, variant, overrides)
+
+  def config(self, finetune: ml_collections.ConfigDict, init_from: str, seed: int):
+    """The fine-tuning config of this variant and seed, starting from `init_from`."""
+    config = finetune.copy_and_resolve_references()
+    config.init_from, config.seed = init_from, seed
+    changes = VARIANTS[self.variant]
+    config.upcycle_form = changes.get("upcycle_form", config.upcycle_form)
+    config.optimizer.update(changes.get("optimizer", {}))
+    with config.unlocked():  # overrides are new keys of model_overrides
+      config.model_overrides.update({**changes.get("model_overrides", {}), **self.overrides})
+    return config
+
+
+def run_one(config: ml_collections.ConfigDict, variant: Variant, workdir: pathlib.Path):
+  """Fine-tunes one variant and seed, analyses it (into workdir/analysis); returns its row, or
+  None when the run was interrupted (rerunning resumes it)."""
+  summary = loop.train_and_evaluate(config, workdir / "finetune")
+  if summary["status"] != "completed":
+    return None
+  metric = tasks.get_task(config.task).metrics[0]
+  analysed = None
+  if jax.process_index() == 0:
+    analysed = analysis.analyze(experiment.restore_run(workdir / "finetune"), workdir / "analysis")
+  return {
+    "model": variant.name,
+    "seed": config.seed,
+    "encoder_parameters": summary["encoder_parameters"],
+    "validation": summary["eval"]["validation"][metric],
+    "test": summary["eval"].get("test", {}).get(metric, float("nan")),
+    "tokens_per_second": summary["tokens_per_second"],
+    "wall_time_seconds": summary["wall_time_seconds"],
+    **(paired.analysis_cells(analysed) if analysed else {}),
+    "curves": {"finetune": summary["train"]},
+  }
+
+
+def run_study(
+  finetune: ml_collections.ConfigDict,
+  init_from: str,
+  variants: list[Variant],
+  seeds: int,
+  workdir: pathlib.Path,
+) -> list[dict] | None:
+  """Every variant's row for seeds 0 … `seeds` − 1 (runs in WORKDIR/seedS/VARIANT/); None when
+  a run was interrupted (calling again resumes it). Every config is checked first."""
+  for variant in variants:
+    try:
+      checks.check_config(variant.config(finetune, init_from, 0))
+    except ValueError as error:
+      raise ValueError(f"--models {variant.name!r}: {error}") from error
+  rows = []
+  for seed in range(seeds):
+    for variant in variants:
+      config = variant.config(finetune, init_from, seed)
+      row = run_one(config, variant, workdir / f"seed{seed}" / variant.name)
+      if row is None:
+        if jax.process_index() == 0:
+          print(f"Interrupted (seed {seed}, {variant.name}); rerun the same command to resume.")
+        return None
+      rows.append(row)
+  return rows
+
+
+def study_report(rows: list[dict], task: tasks.Task, reference: dict | None) -> str:
+  """The Markdown report of `rows` (`run_one`'s): per seed, mean ± std, the baselines, the
+  analysis, the diagnostics and the paired differences of `COMPARISONS` in words."""
+  metric = task.metrics[0]
+  models = list(dict.fromkeys(row["model"] for row in rows))
+  ordered = sorted(rows, key=lambda row: (models.index(row["model"]), row["seed"]))
+  per_seed = [
+    (row["model"], row["seed"], f"{row['validation']:.3f}", f"{row['test']:.3f}") for row in ordered
+  ]
+  means = []
+  for model in models:
+    mine = [row for row in rows if row["model"] == model]
+    means.append(
+      [
+        *(model, str(len(mine)), f"{mine[0]['encoder_parameters'] / 1e6:.2f}M"),
+        *(report.format_cell([row[key] for row in mine]) for key in ("validation", "test")),
+        report.format_cell([row["tokens_per_second"] for row in mine], digits=0),
+      ]
+    )
+  lines = [
+    "Per seed:",
+    "",
+    markdown.table(["model", "seed", f"val {metric}", f"test {metric}"], per_seed),
+    "",
+    "Mean ± std over seeds:",
+    "",
+    markdown.table(
+      ["model", "seeds", "encoder params", f"val {metric}", f"test {metric}", "tokens/s"], means
+    ),
+  ]
+  if reference:
+    lines += ["", *report.baselines_lines(reference, metric)]
+  lines += report.analysis_table(rows, models)
+  lines += report.diagnostics_table(rows, models)
+  lines += ["", "Paired differences (same seed):", ""]
+  for treatment, control in COMPARISONS:
+    for split in ("validation", "test"):
+      values = report.paired(rows, treatment, split, control, split)
+      if values[0]:
+        result = report.verdict(stats.paired_difference(*values), subject=treatment)
+        lines.append(f"- {treatment} − {control}, {split} {metric}: {result}.")
+  return "\n".join(lines)
