@@ -49,9 +49,11 @@ sys.meta_path.insert(0, Blocker())
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 import mobius_jax as mj
 import mobius_jax.analysis as mja
+import mobius_jax.nnx
 from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, hf
 from mobius_jax.sharding import DEFAULT_RULES, make_mesh
 
@@ -76,6 +78,7 @@ for preset in ("bert-tiny", "mobius_roformer-tiny"):
   mja.map_report(params["backbone"] if "backbone" in params else params, config)
 hf.config_to_hf(ModelConfig.preset("bert-tiny"))
 make_mesh(devices=jax.devices()[:1]), DEFAULT_RULES
+mobius_jax.nnx.SequenceClassifier(config, 2, rngs=nnx.Rngs(0))
 loaded = sorted(n for n in sys.modules if any(n == b or n.startswith(b + ".") for b in BLOCKED))
 print("loaded:", loaded)
 """
