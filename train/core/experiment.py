@@ -12,6 +12,7 @@ import pathlib
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 import optax
 from flax import serialization, traverse_util
 from jax.sharding import Mesh
@@ -126,16 +127,22 @@ def prepare_datasets(config: ml_collections.ConfigDict) -> None:
   partitioning.barrier("datasets prepared")
 
 
-def pretrained_backbone(config: ml_collections.ConfigDict, model_config: ModelConfig) -> dict:
+def pretrained_backbone(
+  config: ml_collections.ConfigDict, model_config: ModelConfig, fresh: dict
+) -> dict:
   """Backbone parameters from `config.init_from`: a pretraining workdir, or "hf:DIR" with a
-  Hugging Face checkpoint (upcycled if the model has Möbius layers)."""
+  Hugging Face checkpoint (upcycled if the model has Möbius layers, its feed-forward blocks
+  widened if the model's are wider); `fresh` is the model's initialised backbone."""
   kind, path = parse_init_from(config.init_from)
   if kind == "run":
     return restore_run(path).params["backbone"]
   checkpoint = hf.load_checkpoint(path)
   vanilla = hf.config_from_hf(checkpoint.config)
   if "M" not in model_config.layer_kinds:
-    return hf.params_from_hf(checkpoint.state_dict, vanilla)["backbone"]
+    backbone = hf.params_from_hf(checkpoint.state_dict, vanilla)["backbone"]
+    if model_config.intermediate_size > vanilla.intermediate_size:
+      return widened_feed_forward(backbone, jax.device_get(fresh))
+    return backbone
   changed = {
     f.name: getattr(model_config, f.name)
     for f in dataclasses.fields(ModelConfig)
@@ -145,6 +152,29 @@ def pretrained_backbone(config: ml_collections.ConfigDict, model_config: ModelCo
     checkpoint.state_dict, checkpoint.config, form=config.upcycle_form, **changed
   )
   return upcycled[1]["backbone"]
+
+
+def widened_feed_forward(pretrained: dict, fresh: dict) -> dict:
+  """`pretrained` with each layer's feed-forward block widened to the intermediate size of
+  `fresh` (a backbone of the same model, initialised) and computing the same function: the new
+  units take their input weights and biases from `fresh` and start with output weights 0, so
+  they add nothing at first while every one of their weights has a gradient. (A vanilla
+  model's parameters grown to an upcycled Möbius model's count: the parameter-matched control.)
+  """
+  encoder = dict(pretrained["encoder"])
+  for name, layer in pretrained["encoder"].items():
+    mlp, grown = layer["mlp"], fresh["encoder"][name]["mlp"]["intermediate"]
+    width = mlp["intermediate"]["kernel"].shape[-1]
+    new_units = grown["kernel"].shape[-1] - width
+    intermediate = {
+      key: np.concatenate([mlp["intermediate"][key], grown[key][..., width:]], axis=-1)
+      for key in ("kernel", "bias")
+    }
+    output = dict(mlp["output"])
+    silent = np.zeros((new_units, output["kernel"].shape[-1]), output["kernel"].dtype)
+    output["kernel"] = np.concatenate([output["kernel"], silent])
+    encoder[name] = {**layer, "mlp": {"intermediate": intermediate, "output": output}}
+  return {**pretrained, "encoder": encoder}
 
 
 def load_backbone(backbone: dict, pretrained: dict, what: str) -> dict:

@@ -142,11 +142,13 @@ def _train(ex, steps, state, data_state, checkpointer, writer, stop, progress: _
   start_step = int(state.step)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
   unchecked = []
+  source = experiment.parse_init_from(config.init_from)
+  model = config.init_from if source and source[0] == "hf" else config.model  # a checkpoint's own
   bar = tqdm(
     total=config.num_train_steps,
     initial=start_step,
     disable=not (config.progress_bar and primary),
-    desc=f"{config.mode} {config.model}",
+    desc=f"{config.mode} {model}",
     unit="step",
     dynamic_ncols=True,
   )
@@ -298,7 +300,7 @@ def _first_state(ex: experiment.Experiment, state, state_sharding, checkpointer:
   if config.mode == "finetune" and config.init_from:
     backbone = experiment.load_backbone(
       state.params["backbone"],
-      experiment.pretrained_backbone(config, ex.model_config),
+      experiment.pretrained_backbone(config, ex.model_config, state.params["backbone"]),
       f"init_from={config.init_from!r}",
     )
     params = {**state.params, "backbone": backbone}

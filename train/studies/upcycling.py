@@ -12,6 +12,9 @@ data order and dropout stream, so the rows pair by seed. The variants (`VARIANTS
                     upcycled model gains over it is what its maps learned
   upcycled_copied   framed, `upcycle_form="copied"` (each Möbius layer's channels start as
                     copies of its source layer: the checkpoint's outputs are not kept)
+  widened           the checkpoint with wider feed-forward blocks, function-preserving
+                    (`experiment.widened_feed_forward`): as many parameters as `upcycled`
+                    (within 1 % for all-MiniLM-L6-v2), all of them vanilla
 
 A variant may carry ModelConfig overrides: "upcycled+num_mobius_heads=6". Runs resume from their
 checkpoints: a second call only reads.
@@ -38,13 +41,17 @@ VARIANTS = {
   "upcycled": _FRAMED,
   "upcycled_frozen": {**_FRAMED, "optimizer": {"frozen": ("query_mobius",)}},
   "upcycled_copied": {**_FRAMED, "upcycle_form": "copied"},
+  # all-MiniLM-L6-v2's 1,536 × 1.5: +3.54 M parameters, where framed upcycling adds 3.56 M.
+  "widened": {"model_overrides": {"intermediate_size": 2304}},
 }
 # (treatment, control) pairs the report compares, where both ran.
 COMPARISONS = (
   ("upcycled", "checkpoint"),
   ("upcycled_frozen", "checkpoint"),
   ("upcycled_copied", "checkpoint"),
+  ("widened", "checkpoint"),
   ("upcycled", "upcycled_frozen"),
+  ("upcycled", "widened"),
   ("upcycled", "upcycled_copied"),
 )
 

@@ -43,12 +43,13 @@ def test_bad_variants_are_refused_by_name(name, message):
 def test_a_study_from_a_hub_folder_trains_every_variant_and_freezes_the_maps(tmp_path):
   hugging_face_checkpoint(tmp_path / "hf")
   config = finetune_config(num_train_steps=2)
-  variants = [upcycling.Variant.parse(n) for n in ("checkpoint", "upcycled", "upcycled_frozen")]
+  names = ["checkpoint", "upcycled", "upcycled_frozen", "widened+intermediate_size=640"]
+  variants = [upcycling.Variant.parse(name) for name in names]
   rows = upcycling.run_study(config, f"hf:{tmp_path / 'hf'}", variants, 1, tmp_path / "study")
-  assert [row["model"] for row in rows] == ["checkpoint", "upcycled", "upcycled_frozen"]
+  assert [row["model"] for row in rows] == names
   assert all(0.0 <= row["validation"] <= 1.0 for row in rows)
-  assert rows[1]["encoder_parameters"] == rows[2]["encoder_parameters"]
-  assert rows[1]["encoder_parameters"] > rows[0]["encoder_parameters"]
+  checkpoint, upcycled, frozen, widened = (row["encoder_parameters"] for row in rows)
+  assert upcycled == frozen and checkpoint < widened and checkpoint < upcycled
 
   def maps(variant):
     params = checkpoint_params(tmp_path / "study" / "seed0" / variant / "finetune", 2)
