@@ -54,7 +54,7 @@ from flax import nnx
 import mobius_jax as mj
 import mobius_jax.analysis as mja
 import mobius_jax.nnx
-from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, hf
+from mobius_jax.models import MaskedLM, ModelConfig, SequenceClassifier, export, hf
 from mobius_jax.sharding import DEFAULT_RULES, make_mesh
 
 m = tuple(jnp.array(x, jnp.complex64) for x in (2, 1j, 1, 1))
@@ -77,6 +77,7 @@ for preset in ("bert-tiny", "mobius_roformer-tiny"):
   SequenceClassifier(config, 2).init(jax.random.key(0), ids)
   mja.map_report(params["backbone"] if "backbone" in params else params, config)
 hf.config_to_hf(ModelConfig.preset("bert-tiny"))
+export.config_to_hub(config), export.model_card(config, params)  # torch only in the folders
 make_mesh(devices=jax.devices()[:1]), DEFAULT_RULES
 mobius_jax.nnx.SequenceClassifier(config, 2, rngs=nnx.Rngs(0))
 loaded = sorted(n for n in sys.modules if any(n == b or n.startswith(b + ".") for b in BLOCKED))

@@ -154,6 +154,11 @@ def _read_weights(weights_file: pathlib.Path) -> dict[str, np.ndarray]:
 def config_from_hf(hf_config: Mapping, **overrides) -> ModelConfig:
   """A `ModelConfig` from a HF BERT or RoFormer `config.json` dict, plus field overrides."""
   family = hf_config.get("model_type")
+  if family == "mobius":
+    raise ValueError(
+      "model_type='mobius' is a Möbius model that mobius_jax exported: read it with "
+      "`mobius_jax.models.export.load_pretrained(DIR)`."
+    )
   if family not in ("bert", "roformer"):
     raise ValueError(f"model_type={family!r}: only 'bert' and 'roformer' checkpoints convert.")
   if hf_config.get("position_embedding_type", "absolute") != "absolute":
@@ -184,15 +189,26 @@ def params_from_hf(state_dict: Mapping[str, np.ndarray], config: ModelConfig) ->
     `params` of `Transformer` (under "backbone"), `MaskedLM` or `SequenceClassifier`.
   """
   _check_vanilla(config)
+  return read_state(state_dict, config, _name_map)
+
+
+def read_state(state_dict: Mapping[str, np.ndarray], config: ModelConfig, name_map) -> dict:
+  """Our parameters from a state dict whose names `name_map(config, heads)` gives (a list of
+  (our path, its name, transposed)); every entry is checked against the config's shapes.
+
+  Raises:
+    ValueError: an entry is missing, has another shape, or is not used (the message names it).
+  """
   state = _normalise_names(state_dict)
   heads = {
     "pooler": "pooler.dense.weight" in state,
     "mlm_head": "cls.predictions.bias" in state,
     "classifier": any(name.startswith("classifier.") for name in state),
   }
-  expected = _expected_shapes(config, heads, state)
+  labels = state.get("classifier.weight", state.get("classifier.out_proj.weight"))
+  expected = _expected_shapes(config, heads, None if labels is None else np.shape(labels)[0])
   flat, used = {}, set()
-  for ours, theirs, transposed in _name_map(config, heads):
+  for ours, theirs, transposed in name_map(config, heads):
     if theirs not in state:
       raise ValueError(f"The checkpoint lacks {theirs!r} (for {'/'.join(ours)}).")
     value = np.asarray(state[theirs])
@@ -227,6 +243,16 @@ def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -
     What `load_state_dict` of the matching HF model takes (the tied MLM decoder included).
   """
   _check_vanilla(config)
+  state = write_state(params, config, _name_map)
+  if "mlm_head" in params:
+    state["cls.predictions.decoder.weight"] = state["embeddings.word_embeddings.weight"]
+    state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
+  return with_prefix(state, config.family) if prefix else state
+
+
+def write_state(params: Mapping, config: ModelConfig, name_map) -> dict:
+  """The state dict (numpy arrays, unprefixed names) of `params` under the names that
+  `name_map(config, heads)` gives, as for `read_state`."""
   flat = traverse_util.flatten_dict(dict(params))
   heads = {
     "pooler": "pooler" in params["backbone"],
@@ -234,19 +260,18 @@ def params_to_hf(params: Mapping, config: ModelConfig, *, prefix: bool = True) -
     "classifier": "classifier" in params,
   }
   state = {}
-  for ours, theirs, transposed in _name_map(config, heads):
+  for ours, theirs, transposed in name_map(config, heads):
     value = np.asarray(flat[ours])
     # Contiguous copies: safetensors' numpy `save_file` writes a transposed view's buffer as is.
     state[theirs] = np.ascontiguousarray(value.T if transposed else value)
-  if "mlm_head" in params:
-    state["cls.predictions.decoder.weight"] = state["embeddings.word_embeddings.weight"]
-    state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
-  if prefix:
-    state = {
-      k if k.startswith(("cls.", "classifier.")) else f"{config.family}.{k}": v
-      for k, v in state.items()
-    }
   return state
+
+
+def with_prefix(state: Mapping, prefix: str) -> dict:
+  """The backbone's entries of a state dict under `prefix.`, as a HF task model names them."""
+  return {
+    k if k.startswith(("cls.", "classifier.")) else f"{prefix}.{k}": v for k, v in state.items()
+  }
 
 
 UPCYCLE_FORMS = ("copied", "preserving")
@@ -475,10 +500,11 @@ def _name_map(config: ModelConfig, heads: Mapping[str, bool]):
 
 
 def _normalise_names(state_dict: Mapping) -> dict:
-  """Drops the `bert.` / `roformer.` prefix and renames old `gamma` / `beta` entries."""
+  """Drops the `bert.` / `roformer.` / `mobius.` prefix and renames old `gamma` / `beta`
+  entries."""
   state = {}
   for name, value in state_dict.items():
-    name = name.removeprefix("bert.").removeprefix("roformer.")
+    name = name.removeprefix("bert.").removeprefix("roformer.").removeprefix("mobius.")
     name = name.replace("LayerNorm.gamma", "LayerNorm.weight")
     state[name.replace("LayerNorm.beta", "LayerNorm.bias")] = value
   return state
@@ -492,16 +518,19 @@ def _check_vanilla(config: ModelConfig) -> None:
     )
 
 
-def _expected_shapes(config: ModelConfig, heads: Mapping[str, bool], state: Mapping) -> dict:
-  """Flattened path → shape of our parameters for `config` and the marked heads."""
+def _expected_shapes(
+  config: ModelConfig, heads: Mapping[str, bool], num_labels: int | None
+) -> dict:
+  """Flattened path → shape of our parameters for `config` and the marked heads (the
+  classifier's with `num_labels` outputs)."""
   ids = jnp.zeros((1, 1), jnp.int32)
-  shapes = {}
-  models = [Transformer(config, with_pooler=heads["pooler"])]
+  shapes, models = {}, []
   if heads["mlm_head"]:
     models.append(MaskedLM(config))
-  if heads["classifier"]:
-    out = state.get("classifier.weight", state.get("classifier.out_proj.weight"))
-    models.append(SequenceClassifier(config, num_labels=np.shape(out)[0]))
+  if heads["classifier"]:  # its backbone has the pooler
+    models.append(SequenceClassifier(config, num_labels=num_labels))
+  if not heads["classifier"] and (heads["pooler"] or not models):  # tracing each model costs
+    models.append(Transformer(config, with_pooler=heads["pooler"]))
   for model in models:
     tree = jax.eval_shape(model.init, jax.random.key(0), ids)["params"]
     if isinstance(model, Transformer):
