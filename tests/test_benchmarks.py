@@ -7,10 +7,13 @@ tests/train/core/test_plan.py.
 """
 
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
+
+from tests.helpers import hugging_face_checkpoint
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
@@ -78,6 +81,21 @@ def test_train_step():
   assert all(row[6] and row[7] for row in rows)  # the ratios to hf bert and to bert
   assert all(float(row[10]) > 0 and row[11].endswith("%") for row in rows)  # the FLOP bound
   assert "# tiny: first-step losses" in out and "GEMM 64³" in out
+
+
+def test_finetune_step(tmp_path):
+  # A random tiny BERT folder stands in for the real checkpoint; at dropout 0 both steps start
+  # from the same weights on the same batch, so their first losses agree.
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  hugging_face_checkpoint(tmp_path / "hf")
+  args = ("--checkpoint", str(tmp_path / "hf"), "--batch", "2", "--lengths", "16")
+  out = run("finetune_step.py", *args, "--repeats", "1", "--dropout", "0", "--torch_threads", "1")
+  rows = table_rows(out)
+  assert [row[:2] for row in rows] == [["16", "ours"], ["16", "torch, 1 thread"]]
+  assert float(rows[0][2]) > 0 and rows[0][5].endswith("×") and rows[1][5] == "1.00×"
+  losses = re.search(r"first-step losses ours ([\d.]+), torch, 1 thread ([\d.]+)", out)
+  assert float(losses[1]) == pytest.approx(float(losses[2]), abs=1e-4)
 
 
 def test_profile_step():
