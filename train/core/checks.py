@@ -160,6 +160,17 @@ def _check_optimizer(opt: ml_collections.ConfigDict) -> None:
     names = opt[key]
     ok = isinstance(names, tuple | list) and all(isinstance(n, str) for n in names)
     _require(ok, f"optimizer.{key}", names, "use a tuple of module or parameter names")
+  pairs = opt.rate_multipliers
+  ok = isinstance(pairs, tuple | list) and all(
+    isinstance(p, tuple | list)
+    and len(p) == 2
+    and isinstance(p[0], str)
+    and isinstance(p[1], int | float)
+    and math.isfinite(p[1])
+    and p[1] >= 0
+    for p in pairs
+  )
+  _require(ok, "optimizer.rate_multipliers", pairs, "use ((name, factor ≥ 0), …)")
 
 
 def check_fit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, get_args
 
 import jax
@@ -36,23 +37,24 @@ def weight_decay_mask(params, no_decay: tuple[str, ...]):
   )
 
 
-def frozen_mask(params, frozen: tuple[str, ...]):
-  """True for each leaf with a module or leaf name of `frozen` on its path.
+def named_mask(params, names: tuple[str, ...], key: str = "frozen"):
+  """True for each leaf with a module or leaf name of `names` on its path.
 
   Raises:
-    ValueError: a name of `frozen` is on no leaf's path (a typo would freeze nothing).
+    ValueError: a name is on no leaf's path (a typo would select nothing); `key` is the
+      config key named in the message.
   """
   named = set()
 
   def is_frozen(path, _):
-    names = {getattr(entry, "key", None) for entry in path}
-    named.update(names)
-    return bool(names & set(frozen))
+    on_path = {getattr(entry, "key", None) for entry in path}
+    named.update(on_path)
+    return bool(on_path & set(names))
 
   mask = jax.tree_util.tree_map_with_path(is_frozen, params)
-  if unknown := set(frozen) - named:
+  if unknown := set(names) - named:
     raise ValueError(
-      f"optimizer.frozen={tuple(frozen)}: the model has no module or parameter named "
+      f"optimizer.{key}: the model has no module or parameter named "
       f"{sorted(unknown)}; name some of {sorted(n for n in named if isinstance(n, str))}."
     )
   return mask
@@ -60,7 +62,8 @@ def frozen_mask(params, frozen: tuple[str, ...]):
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Gradient clipping by global norm (unless `grad_clip` is 0), then AdamW; the parameters
-  under `frozen` names get no update, and are left out of the clipping's norm.
+  under `frozen` names get no update, and are left out of the clipping's norm; those under a
+  name of `rate_multipliers` have their updates (decay included) scaled by its factor.
 
   The weight decay of a step is `weight_decay × lr_t` with `weight_decay_scaling="learning_rate"`
   (optax's and PyTorch's AdamW), or `weight_decay × lr_t / lr_peak` with `"schedule"` (composer's
@@ -80,8 +83,11 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     mask=lambda params: weight_decay_mask(params, tuple(opt.no_decay)),
   )
   tx = adamw if opt.grad_clip == 0 else optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw)
+  for name, factor in opt.rate_multipliers:
+    mask = functools.partial(named_mask, names=(name,), key="rate_multipliers")
+    tx = optax.chain(tx, optax.masked(optax.scale(factor), mask))
   if not opt.frozen:
     return tx
   # Zeroed before the clipping (no share of its norm) and after AdamW (no weight decay).
-  freeze = optax.masked(optax.set_to_zero(), lambda params: frozen_mask(params, opt.frozen))
+  freeze = optax.masked(optax.set_to_zero(), lambda params: named_mask(params, opt.frozen))
   return optax.chain(freeze, tx, freeze)

@@ -27,6 +27,10 @@ from train.core import checks
     ({"optimizer.b2": 1.0}, r"config\.optimizer\.b2=1\.0: use a value in \[0, 1\)"),
     ({"optimizer.eps": 0.0}, r"config\.optimizer\.eps=0\.0: use a finite value > 0"),
     ({"optimizer.schedule": "step"}, r"config\.optimizer\.schedule='step': use one of"),
+    (
+      {"optimizer.rate_multipliers": (("query_mobius", -1.0),)},
+      r"optimizer\.rate_multipliers=\(\('query_mobius', -1\.0\),\): use \(\(name, factor",
+    ),
     ({"optimizer.frozen": ("query", 3)}, r"optimizer\.frozen=\('query', 3\): use a tuple of"),
     ({"tokenizer.vocab_file": None}, r"needs config\.tokenizer\.vocab_file"),
   ],

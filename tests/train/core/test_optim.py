@@ -125,3 +125,17 @@ def test_frozen_names_the_model_lacks_are_refused():
   opt = optim.make_optimizer(config(frozen=("query_mobuis",)))
   with pytest.raises(ValueError, match="no module or parameter named \\['query_mobuis'\\]"):
     opt.init(tiny_mobius_params())
+
+
+def test_rate_multipliers_scale_the_updates_of_what_they_name():
+  params = {"maps": {"coefficients": jnp.ones(2)}, "dense": {"kernel": jnp.ones(2)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  c = config(warmup_ratio=0.0, weight_decay=0.1, rate_multipliers=(("maps", 10.0),))
+  c.optimizer.no_decay = ()
+  opt = optim.make_optimizer(c)
+  updates, _ = opt.update(grads, opt.init(params), params)
+  np.testing.assert_allclose(updates["maps"]["coefficients"], 10 * updates["dense"]["kernel"])
+  assert float(updates["dense"]["kernel"][0]) < 0  # and the unnamed leaf's update is AdamW's
+  with pytest.raises(ValueError, match=r"optimizer\.rate_multipliers: .*named \['mpas'\]"):
+    bad = config(rate_multipliers=(("mpas", 10.0),))
+    optim.make_optimizer(bad).init(params)
