@@ -371,7 +371,8 @@ def _check_preserving(config: ModelConfig) -> None:
   wrong = {k: getattr(config, k) for k, v in wanted.items() if getattr(config, k) != v}
   if wrong:
     raise ValueError(
-      f"form='preserving' needs {wanted}; got {wrong}. Use form='copied' for these options."
+      f"form='preserving' needs {wanted}; got {wrong}. Use form='copied' (in a training "
+      "config, upcycle_form='copied') for these options."
     )
 
 

@@ -55,6 +55,13 @@ def model_vocab_size(config: ml_collections.ConfigDict, tok: tokenizer.Tokenizer
   return -(-tok.get_vocab_size() // config.vocab_multiple) * config.vocab_multiple
 
 
+def model_name(config: ml_collections.ConfigDict) -> str:
+  """What the run trains, for people: the preset, or the checkpoint it starts from (whose
+  model is its own, whatever `config.model` says)."""
+  source = parse_init_from(config.init_from)
+  return config.init_from if source and source[0] == "hf" else config.model
+
+
 def build_model(
   config: ml_collections.ConfigDict, vocab_size: int, num_labels: int | None
 ) -> tuple[nn.Module, ModelConfig]:

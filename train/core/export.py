@@ -8,6 +8,7 @@ import pathlib
 
 from mobius_jax.models import export
 from train import files
+from train.core import experiment
 from train.core.experiment import Run, restore_run
 
 
@@ -28,7 +29,7 @@ def export_run(workdir: str | pathlib.Path, out: str | pathlib.Path, step: int |
   card = export.model_card(
     run.model_config,
     run.params,
-    title=f"{run.config.model}, {_objective(run)}",
+    title=f"{experiment.model_name(run.config)}, {_objective(run)}",
     training=training_rows(run, summary),
     evaluation=summary.get("eval"),
   )
@@ -51,7 +52,7 @@ def training_rows(run: Run, summary: dict) -> dict[str, object]:
   rows = {
     "objective": _objective(run)
     + (f", {config.mask_rate:g} of the tokens masked" if config.mode == "pretrain" else ""),
-    "model": config.model + (f" with {overrides}" if overrides else ""),
+    "model": experiment.model_name(config) + (f" with {overrides}" if overrides else ""),
     "initialisation": config.init_from or "random",
     "steps": f"{run.step} of {config.num_train_steps}",
     "batch": f"{config.batch_size} rows of up to {config.max_len} tokens",

@@ -142,13 +142,11 @@ def _train(ex, steps, state, data_state, checkpointer, writer, stop, progress: _
   start_step = int(state.step)
   iterator = input_pipeline.iterate(ex.data.train, data_state)
   unchecked = []
-  source = experiment.parse_init_from(config.init_from)
-  model = config.init_from if source and source[0] == "hf" else config.model  # a checkpoint's own
   bar = tqdm(
     total=config.num_train_steps,
     initial=start_step,
     disable=not (config.progress_bar and primary),
-    desc=f"{config.mode} {model}",
+    desc=f"{config.mode} {experiment.model_name(config)}",
     unit="step",
     dynamic_ncols=True,
   )

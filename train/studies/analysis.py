@@ -18,6 +18,7 @@ import numpy as np
 import mobius_jax.analysis as mja
 from mobius_jax import MOBIUS_TYPES, classify, fixed_points
 from train import files, markdown
+from train.core import experiment
 from train.core.experiment import Run
 from train.data import input_pipeline, tasks
 from train.data.tokenizer import PAD_ID
@@ -69,7 +70,7 @@ def analyze(
   out.mkdir(parents=True, exist_ok=True)
   params, config = run.params, run.model_config
   report = {
-    "model": run.config.model,
+    "model": experiment.model_name(run.config),
     "mode": run.config.mode,
     "step": run.step,
     "layer_kinds": config.layer_kinds,
