@@ -1,4 +1,4 @@
-"""The README's Python examples run as written, in order, like one session.
+"""The README's Python examples run as written, in order, like one interpreter run.
 
 Blocks fenced as ```python run; illustrative ones that need files (```py) do not.
 """
