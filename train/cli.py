@@ -61,3 +61,16 @@ def parse_overrides(pairs: Iterable[str], what: str = "--override") -> dict[str,
     except (ValueError, SyntaxError):
       overrides[key] = value  # a bare string
   return overrides
+
+
+def parse_model_name(name: str) -> tuple[str, dict[str, object]]:
+  """ "head+field=value+…" (a `--models` entry) → (head, {field: value}).
+
+  Raises:
+    ValueError: an override is not field=value; the message names the entry.
+  """
+  head, *pairs = name.split("+")
+  try:
+    return head, parse_overrides(pairs)
+  except ValueError as error:
+    raise ValueError(f"--models {name!r}: write overrides as +field=value.") from error

@@ -42,11 +42,7 @@ class Model:
     Raises:
       ValueError: an override is not field=value, or the preset or a field is unknown.
     """
-    preset, *pairs = name.split("+")
-    try:
-      overrides = cli.parse_overrides(pairs)
-    except ValueError as error:
-      raise ValueError(f"--models {name!r}: write overrides as +field=value.") from error
+    preset, overrides = cli.parse_model_name(name)
     try:
       ModelConfig.preset(preset, **overrides)
     except (ValueError, TypeError) as error:

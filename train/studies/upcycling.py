@@ -71,13 +71,9 @@ class Variant:
     Raises:
       ValueError: the variant is unknown, or an override is not field=value of ModelConfig.
     """
-    variant, *pairs = name.split("+")
+    variant, overrides = cli.parse_model_name(name)
     if variant not in VARIANTS:
       raise ValueError(f"--models {name!r}: with --init_from, use variants of {tuple(VARIANTS)}.")
-    try:
-      overrides = cli.parse_overrides(pairs)
-    except ValueError as error:
-      raise ValueError(f"--models {name!r}: write overrides as +field=value.") from error
     unknown = set(overrides) - {field.name for field in dataclasses.fields(ModelConfig)}
     if unknown:
       raise ValueError(f"--models {name!r}: ModelConfig has no field {sorted(unknown)}.")
