@@ -75,8 +75,9 @@ def defaults() -> ml_collections.ConfigDict:
   # Modules or leaves, by name, that get no updates (and no optimiser state), e.g.
   # ("query_mobius",): the Möbius maps fixed at their initial coefficients (a control).
   config.optimizer.frozen = ()
-  # (name, factor) pairs: the updates of what is under the name scaled by the factor, e.g.
-  # (("query_mobius", 100.0),): the new parameters of an upcycled model on a faster rate.
+  # (name, factor) pairs: the updates of what is under the name (or a pattern: "imag_gate_*")
+  # scaled by the factor, e.g. (("query_mobius", 100.0),): an upcycled model's new parameters
+  # on a faster rate. Names in `frozen` may be patterns too.
   config.optimizer.rate_multipliers = ()
   config.optimizer.grad_clip = 1.0  # global norm; 0: no clipping
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from typing import Literal, get_args
 
@@ -38,24 +39,27 @@ def weight_decay_mask(params, no_decay: tuple[str, ...]):
 
 
 def named_mask(params, names: tuple[str, ...], key: str = "frozen"):
-  """True for each leaf with a module or leaf name of `names` on its path.
+  """True for each leaf with a module or leaf name on its path that one of `names` matches: a
+  name, or a shell-style pattern (`"imag_gate_*"`: the gate of every layer that has one).
 
   Raises:
-    ValueError: a name is on no leaf's path (a typo would select nothing); `key` is the
-      config key named in the message.
+    ValueError: a name matches nothing on any leaf's path (a typo would select nothing); `key`
+      is the config key named in the message.
   """
-  named = set()
+  named, matched = set(), set()
 
-  def is_frozen(path, _):
-    on_path = {getattr(entry, "key", None) for entry in path}
+  def is_named(path, _):
+    on_path = {entry.key for entry in path if isinstance(getattr(entry, "key", None), str)}
     named.update(on_path)
-    return bool(on_path & set(names))
+    hits = {name for name in names if any(fnmatch.fnmatchcase(k, name) for k in on_path)}
+    matched.update(hits)
+    return bool(hits)
 
-  mask = jax.tree_util.tree_map_with_path(is_frozen, params)
-  if unknown := set(names) - named:
+  mask = jax.tree_util.tree_map_with_path(is_named, params)
+  if unknown := set(names) - matched:
     raise ValueError(
       f"optimizer.{key}: the model has no module or parameter named "
-      f"{sorted(unknown)}; name some of {sorted(n for n in named if isinstance(n, str))}."
+      f"{sorted(unknown)}; name some of {sorted(named)}."
     )
   return mask
 

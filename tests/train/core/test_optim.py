@@ -139,3 +139,14 @@ def test_rate_multipliers_scale_the_updates_of_what_they_name():
   with pytest.raises(ValueError, match=r"optimizer\.rate_multipliers: .*named \['mpas'\]"):
     bad = config(rate_multipliers=(("mpas", 10.0),))
     optim.make_optimizer(bad).init(params)
+
+
+def test_names_may_be_patterns_and_a_pattern_that_matches_nothing_is_refused():
+  params = {"gate_0": jnp.zeros(2), "gate_5": jnp.zeros(2), "layer_1": {"kernel": jnp.zeros(2)}}
+  assert optim.named_mask(params, ("gate_*",)) == {
+    "gate_0": True,
+    "gate_5": True,
+    "layer_1": {"kernel": False},
+  }
+  with pytest.raises(ValueError, match=r"optimizer\.frozen: .*named \['gates_\*'\]; name some of"):
+    optim.named_mask(params, ("gates_*",))
