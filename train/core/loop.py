@@ -57,6 +57,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     return _run(config, workdir, stop, started)
 
 
+def finished_summary(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+  """The summary of the run that finished in `workdir` with `config` (the same saved config,
+  completed and evaluated at `num_train_steps`, its last checkpoint), read without restoring
+  it; None where there is none (`train_and_evaluate` then trains, resumes or evaluates).
+
+  Raises:
+    ValueError: the workdir's run has another configuration (as `checks.check_resume`).
+  """
+  workdir = pathlib.Path(workdir)
+  path, steps = workdir / "summary.json", saved_steps(workdir / "checkpoints")
+  if not (steps and path.exists() and (workdir / "config.json").exists()):
+    return None
+  if checks.check_resume(config, workdir / "config.json"):
+    return None  # a key a resume allows has changed (say, eval_examples): evaluate again
+  try:
+    summary = files.read_json(path, "summary")
+  except ValueError:
+    return None
+  done = summary.get("status") == "completed" and summary.get("eval")
+  return summary if done and summary.get("step") == config.num_train_steps == steps[-1] else None
+
+
 def _run(config, workdir: pathlib.Path, stop: StopVote, started: float) -> dict:
   """`train_and_evaluate` after the checks, with signals caught by `stop`."""
   primary = jax.process_index() == 0

@@ -6,7 +6,8 @@
   maps.npz       every learned map's coefficients a, b, c, d, its type code and fixed points
   type_shares.png, map_images.png (Möbius layers only), attention.png (one sentence)
 
-`python -m train.analyze` runs it on a workdir.
+`python -m train.analyze` runs it on a workdir; the studies call `analysis_of`, which reads a
+report back where it is of the run's last checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import mobius_jax.analysis as mja
 from mobius_jax import MOBIUS_TYPES, classify, fixed_points
 from train import files, markdown
-from train.core import experiment
+from train.core import checkpointing, experiment
 from train.core.experiment import Run
 from train.data import input_pipeline, tasks
 from train.data.tokenizer import PAD_ID
@@ -105,6 +106,20 @@ def analyze(
   files.write_json(out / "report.json", report)
   files.write_text(out / "report.md", report_markdown(report))
   return report
+
+
+def analysis_of(workdir: pathlib.Path) -> dict:
+  """The report of `analyze` on the run in WORKDIR/finetune, written into WORKDIR/analysis, or
+  read back from there where it was written after the run's last checkpoint (a study called
+  again reads its finished runs without restoring them)."""
+  saved = workdir / "analysis" / "report.json"
+  steps = checkpointing.saved_steps(workdir / "finetune" / "checkpoints")
+  if saved.exists() and steps:
+    checkpoint = workdir / "finetune" / "checkpoints" / str(steps[-1])
+    report = files.read_json(saved, "analysis report")
+    if report.get("step") == steps[-1] and saved.stat().st_mtime >= checkpoint.stat().st_mtime:
+      return report
+  return analyze(experiment.restore_run(workdir / "finetune"), workdir / "analysis")
 
 
 def _figure(plot, *args, **kwargs) -> pathlib.Path:

@@ -81,7 +81,8 @@ def run_one(study: Study, model: Model, seed: int, workdir: pathlib.Path) -> dic
   summaries = []
   runs = zip(("pretrain", "finetune", "scratch"), configs(study, model, seed, workdir), strict=True)
   for run, config in runs:
-    summary = loop.train_and_evaluate(config, workdir / run)
+    path = workdir / run
+    summary = loop.finished_summary(config, path) or loop.train_and_evaluate(config, path)
     if summary["status"] != "completed":
       return None  # the fine-tuning must not start from an unfinished pretraining
     summaries.append(summary)
@@ -93,8 +94,7 @@ def run_one(study: Study, model: Model, seed: int, workdir: pathlib.Path) -> dic
 
   analysed = None
   if jax.process_index() == 0:
-    run = experiment.restore_run(workdir / "finetune")
-    analysed = analysis.analyze(run, workdir / "analysis")
+    analysed = analysis.analysis_of(workdir)
   return {
     "model": model.name,
     "seed": seed,

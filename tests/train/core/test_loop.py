@@ -25,6 +25,15 @@ def test_a_resumed_runs_summary_holds_its_whole_curve(tmp_path):
   assert again["train_step_flops"] == resumed["train_step_flops"] > 0
   assert again["tokens_per_second"] == resumed["tokens_per_second"] > 0
   assert again["wall_time_seconds"] > resumed["wall_time_seconds"]
+  # What a study reads back instead of calling the loop: the summary of the finished run, only
+  # while the config is the run's own.
+  assert loop.finished_summary(pretrain_config(num_train_steps=4), tmp_path) == again
+  assert loop.finished_summary(pretrain_config(num_train_steps=5), tmp_path) is None
+  changed_evaluation = pretrain_config(num_train_steps=4, eval_examples=8)
+  assert loop.finished_summary(changed_evaluation, tmp_path) is None
+  with pytest.raises(ValueError, match="another configuration"):
+    loop.finished_summary(pretrain_config(num_train_steps=4, seed=1), tmp_path)
+  assert loop.finished_summary(pretrain_config(num_train_steps=4), tmp_path / "none") is None
 
 
 def test_the_loop_compiles_its_train_and_eval_steps_once(tmp_path, caplog):
