@@ -15,7 +15,8 @@ results.json. The configs are `configs/default.py`'s (docs/training.md says how 
 
 With --init_from (a pretrained checkpoint by name, or hf:DIR) there is no pretraining: every
 seed fine-tunes the checkpoint as it is and its upcycled Möbius variants with
---checkpoint_config, paired by seed (`train.studies.upcycling`; --models names its variants).
+--checkpoint_config, paired by seed (`train.studies.upcycling`; --models names its variants,
+by default the checkpoint, the upcycled model and its two controls).
 
   python -m train.reproduce --init_from minilm --seeds 5
   python -m train.reproduce --init_from minilm --task trec --models checkpoint,upcycled
@@ -79,7 +80,7 @@ def pretraining_study(task: tasks.Task, root: pathlib.Path):
 
 def upcycling_study(task: tasks.Task, root: pathlib.Path):
   """(rows, report function) of the checkpoint's upcycling study (`train.studies.upcycling`)."""
-  names = _MODELS.value if flags.FLAGS["models"].present else list(upcycling.VARIANTS)
+  names = _MODELS.value if flags.FLAGS["models"].present else list(upcycling.STUDY)
   variants = [upcycling.Variant.parse(name) for name in names]  # checked before any run
   finetune = configured(_CHECKPOINT.value, _FINETUNE_STEPS.value, task=task.name)
   rows = upcycling.run_study(finetune, _INIT_FROM.value, variants, _SEEDS.value, root)

@@ -10,6 +10,8 @@ data order and dropout stream, so the rows pair by seed. The variants (`VARIANTS
   upcycled_frozen   the same with its Möbius maps held at the identity (`optimizer.frozen`):
                     the complex channel and its parameters train, the maps do not; what the
                     upcycled model gains over it is what its maps learned
+  upcycled_fast     `upcycled` with the parts it adds (the maps, the imaginary channel's gates)
+                    on a rate 100× the checkpoint's: at the base rate they barely move
   upcycled_copied   framed, `upcycle_form="copied"` (each Möbius layer's channels start as
                     copies of its source layer: the checkpoint's outputs are not kept)
   widened           the checkpoint with wider feed-forward blocks, function-preserving
@@ -30,7 +32,7 @@ import ml_collections
 
 from mobius_jax.models import ModelConfig
 from train import cli, markdown
-from train.core import checks, experiment, loop
+from train.core import checks, loop
 from train.data import tasks
 from train.studies import analysis, paired, report, stats
 
@@ -40,18 +42,26 @@ VARIANTS = {
   "checkpoint": {},
   "upcycled": _FRAMED,
   "upcycled_frozen": {**_FRAMED, "optimizer": {"frozen": ("query_mobius",)}},
+  "upcycled_fast": {
+    **_FRAMED,
+    "optimizer": {"rate_multipliers": (("query_mobius", 100.0), ("imag_gate_*", 100.0))},
+  },
   "upcycled_copied": {**_FRAMED, "upcycle_form": "copied"},
   # all-MiniLM-L6-v2's 1,536 × 1.5: +3.54 M parameters, where framed upcycling adds 3.56 M.
   "widened": {"model_overrides": {"intermediate_size": 2304}},
 }
+# What `--models` defaults to: the treatment, the checkpoint and the two controls.
+STUDY = ("checkpoint", "upcycled", "upcycled_frozen", "widened")
 # (treatment, control) pairs the report compares, where both ran.
 COMPARISONS = (
   ("upcycled", "checkpoint"),
   ("upcycled_frozen", "checkpoint"),
+  ("upcycled_fast", "checkpoint"),
   ("upcycled_copied", "checkpoint"),
   ("widened", "checkpoint"),
   ("upcycled", "upcycled_frozen"),
   ("upcycled", "widened"),
+  ("upcycled_fast", "upcycled"),
   ("upcycled", "upcycled_copied"),
 )
 
@@ -94,13 +104,14 @@ class Variant:
 def run_one(config: ml_collections.ConfigDict, variant: Variant, workdir: pathlib.Path):
   """Fine-tunes one variant and seed, analyses it (into workdir/analysis); returns its row, or
   None when the run was interrupted (rerunning resumes it)."""
-  summary = loop.train_and_evaluate(config, workdir / "finetune")
+  finetune = workdir / "finetune"
+  summary = loop.finished_summary(config, finetune) or loop.train_and_evaluate(config, finetune)
   if summary["status"] != "completed":
     return None
   metric = tasks.get_task(config.task).metrics[0]
   analysed = None
   if jax.process_index() == 0:
-    analysed = analysis.analyze(experiment.restore_run(workdir / "finetune"), workdir / "analysis")
+    analysed = analysis.analysis_of(workdir)
   return {
     "model": variant.name,
     "seed": config.seed,

@@ -1,6 +1,6 @@
 """The upcycling study (`train.studies.upcycling`): variants parsed and configured, a study run
-through the training loop from a hub folder (the frozen maps stay at the identity), and its
-report's paired comparisons."""
+through the training loop from a hub folder (the frozen maps stay at the identity; called again,
+it only reads), and its report's paired comparisons."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from tests.helpers import (
   hugging_face_checkpoint,
   mock_data,  # noqa: F401  (autouse: TFDS's mock data for every test here)
 )
+from train.core import loop
 from train.data import tasks
 from train.studies import upcycling
 
@@ -25,6 +26,8 @@ def test_variants_parse_with_model_overrides_and_configure_the_fine_tuning():
   assert copied.upcycle_form == "copied" and not copied.optimizer.frozen
   checkpoint = upcycling.Variant.parse("checkpoint").config(finetune_config(), "minilm", 0)
   assert not checkpoint.model_overrides.to_dict()
+  fast = upcycling.Variant.parse("upcycled_fast").config(finetune_config(), "minilm", 0)
+  assert fast.optimizer.rate_multipliers == (("query_mobius", 100.0), ("imag_gate_*", 100.0))
 
 
 @pytest.mark.parametrize(
@@ -40,10 +43,11 @@ def test_bad_variants_are_refused_by_name(name, message):
     upcycling.Variant.parse(name)
 
 
-def test_a_study_from_a_hub_folder_trains_every_variant_and_freezes_the_maps(tmp_path):
+def test_a_study_from_a_hub_folder_trains_the_variants_and_freezes_the_maps(tmp_path, monkeypatch):
   hugging_face_checkpoint(tmp_path / "hf")
   config = finetune_config(num_train_steps=2)
-  names = ["checkpoint", "upcycled", "upcycled_frozen", "widened+intermediate_size=640"]
+  # upcycled_fast: its rate multipliers' names are the upcycled model's (refused otherwise).
+  names = ["checkpoint", "upcycled_fast", "upcycled_frozen", "widened+intermediate_size=640"]
   variants = [upcycling.Variant.parse(name) for name in names]
   rows = upcycling.run_study(config, f"hf:{tmp_path / 'hf'}", variants, 1, tmp_path / "study")
   assert [row["model"] for row in rows] == names
@@ -58,7 +62,16 @@ def test_a_study_from_a_hub_folder_trains_every_variant_and_freezes_the_maps(tmp
   identity = np.zeros_like(maps("upcycled_frozen"))
   identity[0, 0], identity[3, 0] = 1.0 + 1e-4, 1.0  # preserving upcycling's start (mobius_eps)
   np.testing.assert_array_equal(maps("upcycled_frozen"), identity)
-  assert not np.array_equal(maps("upcycled"), identity)  # the same run's maps, trained
+  assert not np.array_equal(maps("upcycled_fast"), identity)  # the same start's maps, trained
+
+  def no_training_or_analysis(*args, **kwargs):
+    raise AssertionError("a finished run was trained or analysed again")
+
+  # Called again, the study reads its finished runs back: the same rows.
+  monkeypatch.setattr(upcycling.analysis, "analyze", no_training_or_analysis)
+  monkeypatch.setattr(loop.experiment, "build_experiment", no_training_or_analysis)
+  again = upcycling.run_study(config, f"hf:{tmp_path / 'hf'}", variants, 1, tmp_path / "study")
+  assert [row["validation"] for row in again] == [row["validation"] for row in rows]
 
 
 def test_the_report_compares_each_variant_with_its_control_by_seed():
