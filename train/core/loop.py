@@ -67,7 +67,11 @@ def finished_summary(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   """
   workdir = pathlib.Path(workdir)
   path, steps = workdir / "summary.json", saved_steps(workdir / "checkpoints")
-  if not (steps and path.exists() and (workdir / "config.json").exists()):
+  # Process 0 alone writes summary.json: on hosts without a shared workdir the processes could
+  # decide differently, and one skipping the loop's collectives would hang the others.
+  if jax.process_count() > 1 or not (
+    steps and path.exists() and (workdir / "config.json").exists()
+  ):
     return None
   if checks.check_resume(config, workdir / "config.json"):
     return None  # a key a resume allows has changed (say, eval_examples): evaluate again
